@@ -1,0 +1,92 @@
+"""The Backend interface every adapter implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for that cannot run here; the message says why and how to fix it."""
+
+    __module__ = "nnx"
+
+
+def dtype_name(dtype: Any) -> str:
+    """Library-independent name of a dtype: ``"float32"`` for np.float32, torch.float32, ..."""
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+class Backend:
+    """One array library on one device.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``.
+    xp : module
+        The array-api-compat namespace of the library (what math code uses).
+    device : object
+        The library's device object new arrays are created on.
+    note : str
+        How this backend was chosen (filled in by ``"auto"``).
+    """
+
+    name: str = "?"
+
+    def __init__(self, xp: Any, device: Any) -> None:
+        self.xp = xp
+        self.device = device
+        self.note = ""
+
+    # -- identity ---------------------------------------------------------
+    def owns(self, x: Any) -> bool:
+        """True when ``x`` is an array of this backend's library (any device)."""
+        raise NotImplementedError
+
+    def device_of(self, x: Any) -> Any:
+        return array_api_compat.device(x)
+
+    def same_place(self, x: Any) -> bool:
+        """True when ``x`` belongs to this library and lives on this backend's device."""
+        return self.owns(x) and str(self.device_of(x)) == str(self.device)
+
+    # -- transfer ---------------------------------------------------------
+    def from_numpy(self, a: np.ndarray) -> Any:
+        """Copy (or wrap) a host NumPy array onto this backend's device."""
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A host NumPy array with the values of ``x`` (an array of this library)."""
+        raise NotImplementedError
+
+    def asarray(self, x: Any, dtype: str | None = None) -> Any:
+        """``x`` (an array of any supported library, or a Python/NumPy value) on this backend.
+
+        Arrays already on this backend's library and device are returned as they are
+        (cast when ``dtype`` differs); anything else goes through host memory.
+        """
+        if self.same_place(x):
+            out = x
+        else:
+            from .registry import to_numpy
+
+            out = self.from_numpy(np.asarray(to_numpy(x)))
+        if dtype is not None and dtype_name(out.dtype) != dtype:
+            out = self.xp.astype(out, self.dtype(dtype))
+        return out
+
+    def dtype(self, name: str) -> Any:
+        """The library's dtype object for a name such as ``"float32"``."""
+        return getattr(self.xp, name)
+
+    def synchronize(self) -> None:
+        """Wait until all queued work on the device has finished (for timing)."""
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={str(self.device)!r})"

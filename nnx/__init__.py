@@ -1,0 +1,50 @@
+"""nnx: explicit forward/backward neural networks on the Python Array API.
+
+One code path trains on NumPy (CPU), CuPy (CUDA), PyTorch tensors and
+array-api-strict; pick the library with :func:`set_backend`.
+"""
+
+from . import lr_scheduler, models, optim
+from .backend import (
+    asarray,
+    available_backends,
+    get_backend,
+    set_backend,
+    synchronize,
+    to_numpy,
+    use_backend,
+)
+from .backends import Backend, BackendUnavailableError, manual_seed
+from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, ZeroPad2d
+from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
+from .module import Module, Parameter, Sequential, backend_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Flatten",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "MultiCrossEntropyLoss",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "ZeroPad2d",
+    "asarray",
+    "available_backends",
+    "backend_of",
+    "get_backend",
+    "lr_scheduler",
+    "manual_seed",
+    "models",
+    "optim",
+    "set_backend",
+    "synchronize",
+    "to_numpy",
+    "use_backend",
+]

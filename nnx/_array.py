@@ -1,0 +1,21 @@
+"""Small Array API helpers shared by the math modules (standard calls only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace, device
+
+__all__ = ["array_namespace", "device", "is_floating", "dtype_str", "shape_str"]
+
+
+def is_floating(xp: Any, x: Any) -> bool:
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def dtype_str(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def shape_str(shape: Any) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"

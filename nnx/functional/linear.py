@@ -1,0 +1,22 @@
+"""Affine map Y = XW + b (W stored as (in_dim, out_dim), as in the seed report)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def linear_forward(xp: Any, x: Any, weight: Any, bias: Any | None) -> Any:
+    """Y = X W + b for X (B, in), W (in, out), b (out,) -> Y (B, out)."""
+    out = x @ weight
+    if bias is not None:
+        out += bias
+    return out
+
+
+def linear_backward(xp: Any, grad: Any, x: Any, weight: Any,
+                    need_bias: bool = True) -> tuple[Any, Any, Any | None]:
+    """(dX, dW, db) = (G Wᵀ, Xᵀ G, Σ_batch G)."""
+    dx = grad @ weight.T
+    dw = x.T @ grad
+    db = xp.sum(grad, axis=0) if need_bias else None
+    return dx, dw, db

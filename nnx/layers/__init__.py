@@ -1,0 +1,9 @@
+"""The layers of DESIGN.md §5 (NCHW at every public boundary)."""
+
+from .activation import Flatten, ReLU
+from .conv import Conv2d
+from .linear import Linear
+from .padding import ZeroPad2d
+from .pooling import MaxPool2d
+
+__all__ = ["Conv2d", "Flatten", "Linear", "MaxPool2d", "ReLU", "ZeroPad2d"]

@@ -1,0 +1,74 @@
+"""Argument and input checks shared by the layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._array import array_namespace, dtype_str, shape_str
+from ..backend import resolve_backend
+from ..backends import Backend
+from ..module import Module, check_same_namespace
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def pair(name: str, layer: str, value: Any, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints as a pair, each >= minimum (ValueError naming the argument)."""
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        out = (value, value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def positive_int(name: str, layer: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_dtype_arg(layer: str, dtype: str) -> str:
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{layer}: dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dtype
+
+
+def backend_arg(backend: str | Backend | None) -> Backend:
+    return resolve_backend(backend)
+
+
+def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, ...],
+                expected: str) -> Any:
+    """Namespace of ``x`` after checking library/device (against parameter ``ref``),
+    rank, and a floating dtype matching the parameters'."""
+    if ref is not None:
+        xp = check_same_namespace(layer, x, ref)
+    else:
+        try:
+            xp = array_namespace(x)
+        except TypeError:
+            raise TypeError(f"{layer!r}: input must be an array, got {type(x).__name__}; "
+                            "convert it with nnx.asarray(x)") from None
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if x.ndim not in ranks:
+        raise ValueError(f"{layer!r}: expected input of shape {expected}, "
+                         f"got shape {shape_str(x.shape)}")
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{layer!r}: input must be float32 or float64, got {dtype_str(x.dtype)} "
+                        f"(shape {shape_str(x.shape)}); cast it, e.g. nnx.asarray(x, dtype='float32')")
+    if ref is not None and x.dtype != ref.dtype:
+        raise TypeError(f"{layer!r}: input dtype {dtype_str(x.dtype)} does not match the "
+                        f"parameters' {dtype_str(ref.dtype)}; cast the input or use "
+                        f"model.to(dtype={dtype_str(x.dtype)!r})")
+    return xp
+
+
+def missing_cache(layer: Module) -> RuntimeError:
+    return RuntimeError(f"{layer!r}: backward() needs a forward() in training mode first "
+                        "(eval mode keeps no activations)")

@@ -1,0 +1,51 @@
+"""Element-wise and reshaping layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._array import array_namespace, shape_str
+from ..module import Module
+from ._common import check_input, missing_cache
+
+
+class ReLU(Module):
+    """Y = max(X, 0); dX = G · [Y > 0]. Any shape."""
+
+    def __init__(self) -> None:
+        self._cache_out: Any = None
+
+    def forward(self, x: Any) -> Any:
+        xp = check_input(self, x, None, tuple(range(0, 9)), "(...)")
+        out = xp.maximum(x, 0.0)
+        self._cache_out = out if self.training else None
+        return out
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._cache_out is None:
+            raise missing_cache(self)
+        xp = array_namespace(grad_out)
+        return grad_out * xp.astype(self._cache_out > 0, grad_out.dtype)
+
+
+class Flatten(Module):
+    """(B, d1, d2, ...) -> (B, d1·d2·...); backward reshapes back."""
+
+    def __init__(self) -> None:
+        self._cache_shape: Any = None
+
+    def forward(self, x: Any) -> Any:
+        try:
+            xp = array_namespace(x)
+        except TypeError:
+            raise TypeError(f"Flatten(): input must be an array, got {type(x).__name__}") from None
+        if x.ndim < 1:
+            raise ValueError(f"Flatten(): expected input with a batch axis, got shape "
+                             f"{shape_str(x.shape)}")
+        self._cache_shape = tuple(x.shape) if self.training else None
+        return xp.reshape(x, (x.shape[0], -1))
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._cache_shape is None:
+            raise missing_cache(self)
+        return array_namespace(grad_out).reshape(grad_out, self._cache_shape)

@@ -1,0 +1,45 @@
+"""Zero padding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..functional import zero_pad2d_backward, zero_pad2d_forward
+from ..module import Module
+from ._common import check_input
+
+
+class ZeroPad2d(Module):
+    """Pads the last two axes with zeros.
+
+    ``pad``: an int (all sides) or (left, right, top, bottom), as PyTorch.
+    Shapes: X (B, C, H, W) -> (B, C, H+top+bottom, W+left+right); backward slices
+    the gradient back to (B, C, H, W).
+    """
+
+    def __init__(self, pad: int | tuple[int, int, int, int]) -> None:
+        if isinstance(pad, int) and not isinstance(pad, bool):
+            sides = (pad, pad, pad, pad)
+        elif isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in pad
+        ):
+            sides = tuple(int(p) for p in pad)
+        else:
+            raise ValueError(f"ZeroPad2d: pad must be an int or (left, right, top, bottom), "
+                             f"got {pad!r}")
+        if min(sides) < 0:
+            raise ValueError(f"ZeroPad2d: pad must be >= 0, got {pad!r}")
+        self.pad: tuple[int, int, int, int] = sides  # type: ignore[assignment]
+        self._cache_shape: Any = None
+
+    def extra_repr(self) -> str:
+        return str(self.pad)
+
+    def forward(self, x: Any) -> Any:
+        xp = check_input(self, x, None, (2, 3, 4), "(..., H, W)")
+        self._cache_shape = tuple(x.shape) if self.training else None
+        return zero_pad2d_forward(xp, x, self.pad)
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = check_input(self, grad_out, None, (2, 3, 4), "(..., H, W)")
+        return zero_pad2d_backward(xp, grad_out, self.pad)

@@ -1,0 +1,70 @@
+"""Softmax cross-entropy loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._array import array_namespace, device, dtype_str, shape_str
+from .functional import log_softmax
+
+
+class CrossEntropyLoss:
+    """Mean softmax cross-entropy of logits against integer class labels.
+
+    L = −(1/B) Σ_i log softmax(z_i)[y_i], computed from a max-subtracted
+    log-softmax (finite for logits of ±1e4, no epsilon). Shapes: logits (B, C)
+    float, labels (B,) integer in [0, C) -> a 0-d array. ``backward()`` returns
+    dL/dz = (softmax(z) − onehot(y)) / B, shape (B, C).
+    """
+
+    def __init__(self) -> None:
+        self._cache: Any = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __call__(self, logits: Any, labels: Any) -> Any:
+        return self.forward(logits, labels)
+
+    def forward(self, logits: Any, labels: Any) -> Any:
+        name = type(self).__name__
+        try:
+            xp = array_namespace(logits, labels)
+        except TypeError as exc:
+            raise TypeError(f"{name}: logits and labels must be arrays of one library "
+                            f"and device ({exc}); convert labels with nnx.asarray") from None
+        if logits.ndim != 2:
+            raise ValueError(f"{name}: logits must have shape (batch, classes), got "
+                             f"{shape_str(logits.shape)}")
+        if not xp.isdtype(logits.dtype, "real floating"):
+            raise TypeError(f"{name}: logits must be float32 or float64, got "
+                            f"{dtype_str(logits.dtype)}")
+        bsz, classes = int(logits.shape[0]), int(logits.shape[1])
+        if labels.ndim != 1 or int(labels.shape[0]) != bsz:
+            raise ValueError(f"{name}: labels must have shape ({bsz},) to match logits "
+                             f"{shape_str(logits.shape)}, got {shape_str(labels.shape)}")
+        if not xp.isdtype(labels.dtype, "integral"):
+            raise ValueError(f"{name}: labels must be integers, got {dtype_str(labels.dtype)}")
+        if bsz == 0:
+            raise ValueError(f"{name}: empty batch")
+        if bool(xp.any((labels < 0) | (labels >= classes))):
+            lo, hi = int(xp.min(labels)), int(xp.max(labels))
+            raise ValueError(f"{name}: labels must lie in [0, {classes}) for {classes} classes, "
+                             f"got values in [{lo}, {hi}]")
+        logp = log_softmax(xp, logits)
+        classes_row = xp.arange(classes, dtype=labels.dtype, device=device(labels))
+        onehot = xp.astype(xp.reshape(labels, (bsz, 1)) == classes_row, logits.dtype)
+        loss = -xp.sum(logp * onehot) / bsz
+        self._cache = (logp, onehot)
+        return loss
+
+    def backward(self) -> Any:
+        """dL/dlogits = (softmax − onehot) / B for the last forward call."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}: call the loss before backward()")
+        logp, onehot = self._cache
+        xp = array_namespace(logp)
+        return (xp.exp(logp) - onehot) / logp.shape[0]
+
+
+MultiCrossEntropyLoss = CrossEntropyLoss

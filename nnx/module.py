@@ -1,0 +1,276 @@
+"""Parameter, Module and Sequential: the containers every layer builds on."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from . import backends as _backends
+from ._array import array_namespace, device, dtype_str, shape_str
+from .backend import resolve_backend
+from .backends import Backend
+
+
+class Parameter:
+    """A trainable array with its gradient.
+
+    Attributes
+    ----------
+    data : array
+        The value. Layers read ``.data`` at every forward; optimizers may rebind it.
+    grad : array or None
+        d(loss)/d(data) from the last ``backward`` (overwritten, not accumulated).
+    weight_decay : float or None
+        L2 coefficient λ for this parameter; ``None`` means "use the optimizer's".
+    """
+
+    __slots__ = ("data", "grad", "weight_decay")
+
+    def __init__(self, data: Any, weight_decay: float | None = None) -> None:
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"Parameter: weight_decay must be >= 0 or None, got {weight_decay!r}")
+        self.data = data
+        self.grad: Any = None
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    def __repr__(self) -> str:
+        return (f"Parameter(shape={shape_str(self.data.shape)}, dtype={dtype_str(self.data.dtype)}"
+                f", weight_decay={self.weight_decay})")
+
+
+class Module:
+    """Base class of layers and models with explicit ``forward`` and ``backward``.
+
+    ``forward(x)`` computes the output (and, in training mode, keeps what
+    ``backward`` needs); ``backward(grad_out)`` returns d(loss)/d(input) and
+    overwrites each parameter's ``.grad`` with d(loss)/d(parameter).
+    Parameters and sub-modules are found among the instance's attributes, in the
+    order they were assigned.
+    """
+
+    training: bool = True
+
+    # -- computation ------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_out: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    # -- structure --------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self) -> Iterator[Module]:
+        for _, child in self.named_children():
+            yield child
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(name, Parameter) pairs with stable dotted names such as ``"0.weight"``."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # -- modes ------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Training mode keeps activations for ``backward``; ``eval()`` keeps none."""
+        for m in self.modules():
+            m.training = bool(mode)
+            if not mode:
+                m.clear_cache()
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def clear_cache(self) -> None:
+        """Drop activations kept for backward (layers override to free theirs)."""
+        for key in [k for k in vars(self) if k.startswith("_cache")]:
+            setattr(self, key, None)
+
+    # -- state ------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, Any]:
+        """Parameter name -> array (the live arrays, not copies)."""
+        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy arrays (from any backend) into the parameters, checking names, shapes, dtypes.
+
+        With ``strict`` every parameter must be present and no extra key allowed.
+        All problems are reported together in one ValueError; nothing is changed
+        unless every check passes.
+        """
+        params = dict(self.named_parameters())
+        problems = []
+        if strict:
+            missing = [k for k in params if k not in state_dict]
+            unexpected = [k for k in state_dict if k not in params]
+            if missing:
+                problems.append(f"missing keys: {', '.join(missing)}")
+            if unexpected:
+                problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        for name, value in state_dict.items():
+            if name not in params:
+                continue
+            p = params[name]
+            shape = tuple(int(s) for s in value.shape)
+            if shape != p.shape:
+                problems.append(f"{name}: shape {shape_str(shape)} in state_dict, "
+                                f"{shape_str(p.shape)} in model")
+            if dtype_str(value.dtype) != dtype_str(p.dtype):
+                problems.append(f"{name}: dtype {dtype_str(value.dtype)} in state_dict, "
+                                f"{dtype_str(p.dtype)} in model")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for name, value in state_dict.items():
+            if name in params:
+                p = params[name]
+                p.data = _backends.asarray(value, _backend_of(p.data), copy=True)
+                p.grad = None
+
+    def to(self, backend: str | Backend | None = None, device: Any = None,
+           dtype: str | None = None) -> Module:
+        """Move every parameter to ``backend`` (a name or Backend) and/or cast to ``dtype``.
+
+        Returns ``self``; gradients and kept activations are dropped.
+        """
+        target = resolve_backend(backend, device) if (backend is not None or device is not None) \
+            else None
+        for p in self.parameters():
+            dest = target if target is not None else _backend_of(p.data)
+            p.data = _backends.asarray(p.data, dest, dtype=dtype)
+            p.grad = None
+        for m in self.modules():
+            m.clear_cache()
+        return self
+
+    # -- display ----------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({n}): " + repr(c).replace("\n", "\n  ") for n, c in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+_PLACES: dict[tuple[str, str], Backend] = {}
+
+
+def backend_of(x: Any) -> Backend:
+    """The Backend (library and device) that array ``x`` lives on."""
+    lib = _backends.array_library(x)
+    dev = device(x)
+    key = (lib, str(dev))
+    if key not in _PLACES:
+        _PLACES[key] = _backends.create_backend(lib, dev.id if lib == "cupy" else dev)
+    return _PLACES[key]
+
+
+_backend_of = backend_of
+
+
+class Sequential(Module):
+    """Layers applied in order; ``backward`` runs them in reverse.
+
+    Parameters are named ``"<index>.<name>"`` (``"0.weight"``, ``"0.bias"``, ...).
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Module")
+        self.layers = list(layers)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, grad_out: Any) -> Any:
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+
+def check_same_namespace(layer: Module, x: Any, ref: Any) -> Any:
+    """The namespace of ``x``; TypeError with the fix when ``x`` and the layer's
+    parameter ``ref`` belong to different array libraries or devices."""
+    try:
+        xp = array_namespace(x)
+    except TypeError:
+        raise TypeError(
+            f"{layer!r}: input must be an array, got {type(x).__name__}; "
+            "convert it with nnx.asarray(x)"
+        ) from None
+    lib_x = _backends.array_library(x)
+    lib_p = _backends.array_library(ref)
+    if lib_x != lib_p:
+        raise TypeError(
+            f"{layer!r}: input is a {lib_x} array but the layer's parameters are {lib_p} arrays; "
+            f"move the batch with nnx.asarray(x, {lib_p!r}) or the model with model.to({lib_x!r})"
+        )
+    dx, dp = str(device(x)), str(device(ref))
+    if dx != dp:
+        raise TypeError(
+            f"{layer!r}: input is on device {dx} but the layer's parameters are on {dp}; "
+            "move one of them (nnx.asarray / model.to)"
+        )
+    return xp
+
+
+def as_parameter_list(params: Module | Iterable[Parameter]) -> list[Parameter]:
+    """A list of Parameters from a Module or an iterable of Parameters (validated)."""
+    if isinstance(params, Module):
+        out = params.parameters()
+    else:
+        out = list(params)
+    for i, p in enumerate(out):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"expected nnx.Parameter objects, item {i} is {type(p).__name__}")
+    if not out:
+        raise ValueError("got an empty parameter list")
+    return out
