@@ -15,9 +15,11 @@ from .backend import (
     use_backend,
 )
 from .backends import Backend, BackendUnavailableError, manual_seed
+from .checkpoint import load, load_model, save
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, ZeroPad2d
 from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
 from .module import Module, Parameter, Sequential, backend_of
+from .trainer import Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
 
@@ -33,16 +35,21 @@ __all__ = [
     "MultiCrossEntropyLoss",
     "Parameter",
     "ReLU",
+    "Trainer",
+    "TrainingDiverged",
     "Sequential",
     "ZeroPad2d",
     "asarray",
     "available_backends",
     "backend_of",
     "get_backend",
+    "load",
+    "load_model",
     "lr_scheduler",
     "manual_seed",
     "models",
     "optim",
+    "save",
     "set_backend",
     "synchronize",
     "to_numpy",

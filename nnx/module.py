@@ -66,6 +66,15 @@ class Module:
     def backward(self, grad_out: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
+    def backward_params_only(self, grad_out: Any) -> None:
+        """Set the parameters' gradients without computing d(loss)/d(input).
+
+        Used for the first layer of a network, whose input (the data) needs no
+        gradient; layers override it to skip that work, as PyTorch skips inputs
+        that do not require grad.
+        """
+        self.backward(grad_out)
+
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
 
@@ -230,10 +239,27 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad_out: Any) -> Any:
-        for layer in reversed(self.layers):
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Backward through the layers in reverse; returns d(loss)/d(input).
+
+        With ``need_input_grad=False`` it returns None and stops at the first layer
+        that has parameters, which sets its gradients without computing the
+        gradient of its input (layers before it have nothing to learn).
+        """
+        layers = self.layers
+        if need_input_grad:
+            for layer in reversed(layers):
+                grad_out = layer.backward(grad_out)
+            return grad_out
+        first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
+        for layer in reversed(layers[first + 1:]):
             grad_out = layer.backward(grad_out)
-        return grad_out
+        if first < len(layers):
+            layers[first].backward_params_only(grad_out)
+        return None
+
+    def backward_params_only(self, grad_out: Any) -> None:
+        self.backward(grad_out, need_input_grad=False)
 
 
 def check_same_namespace(layer: Module, x: Any, ref: Any) -> Any:

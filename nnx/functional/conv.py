@@ -1,14 +1,16 @@
 """2-D cross-correlation (PyTorch's conv2d) by im2col and one matrix product.
 
 Layout inside the kernel: the input is viewed channels-first-then-batch,
-(C, B, H, W), and the column matrix is (C·kH·kW, B·Ho·Wo), built by stacking
-the kH·kW strided slices of the zero-padded input. Then
+(C, B, H, W), and the column matrix is (kH·kW·C, B·Ho·Wo), built by stacking
+the kH·kW strided slices of the zero-padded input (offset-major, so every
+slice lands in one contiguous block). With the weight viewed as
+W'(O, kH·kW·C),
 
-    out(O, B·Ho·Wo) = W(O, C·kH·kW) @ cols + b
+    out(O, B·Ho·Wo) = W' @ cols + b
 
 and the result is viewed back as NCHW (a permutation, no copy on libraries
 with strided views). Backward is two products and col2im as kH·kW strided
-slice-adds into a zero buffer, so no scatter-add is needed.
+slice-adds of contiguous blocks into a zero buffer (no scatter-add).
 """
 
 from __future__ import annotations
@@ -34,6 +36,29 @@ def _padded_cbhw(xp: Any, x: Any, ph: int, pw: int) -> Any:
     return out
 
 
+def _offset_key(u: int, v: int, stride: tuple[int, int], ho: int, wo: int) -> tuple[slice, ...]:
+    """Index of kernel offset (u, v) for every output position, in a (C, B, Hp, Wp) array."""
+    sh, sw = stride
+    return (slice(None), slice(None), slice(u, u + sh * (ho - 1) + 1, sh),
+            slice(v, v + sw * (wo - 1) + 1, sw))
+
+
+def _weight_matrix(xp: Any, weight: Any) -> Any:
+    """(O, C, kH, kW) -> (O, kH·kW·C), the column order of the im2col matrix."""
+    o, c, kh, kw = weight.shape
+    if c == 1 or kh * kw == 1:
+        return xp.reshape(weight, (o, kh * kw * c))
+    return xp.reshape(xp.permute_dims(weight, (0, 2, 3, 1)), (o, kh * kw * c))
+
+
+def _weight_grad(xp: Any, dw2: Any, shape: tuple[int, ...]) -> Any:
+    """Inverse of :func:`_weight_matrix` for the gradient."""
+    o, c, kh, kw = shape
+    if c == 1 or kh * kw == 1:
+        return xp.reshape(dw2, shape)
+    return xp.permute_dims(xp.reshape(dw2, (o, kh, kw, c)), (0, 3, 1, 2))
+
+
 def conv2d_forward(xp: Any, x: Any, weight: Any, bias: Any | None,
                    stride: tuple[int, int], padding: tuple[int, int]) -> tuple[Any, Any]:
     """Y[b,o,i,j] = Σ_{c,u,v} Xpad[b,c,i·sh+u,j·sw+v] W[o,c,u,v] + bias[o].
@@ -42,22 +67,14 @@ def conv2d_forward(xp: Any, x: Any, weight: Any, bias: Any | None,
     """
     bsz, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    sh, sw = stride
     ph, pw = padding
-    ho = conv_output_size(h, kh, sh, ph)
-    wo = conv_output_size(w, kw, sw, pw)
+    ho = conv_output_size(h, kh, stride[0], ph)
+    wo = conv_output_size(w, kw, stride[1], pw)
     xpad = _padded_cbhw(xp, x, ph, pw)
-    if kh == 1 and kw == 1:
-        cols = xpad[:, :, 0:sh * (ho - 1) + 1:sh, 0:sw * (wo - 1) + 1:sw]
-        cols = xp.reshape(cols, (c, bsz * ho * wo))
-    else:
-        slices = [
-            xpad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw]
-            for u in range(kh) for v in range(kw)
-        ]
-        cols = xp.reshape(xp.stack(slices, axis=1), (c * kh * kw, bsz * ho * wo))
-    w2 = xp.reshape(weight, (o, c * kh * kw))
-    out = w2 @ cols
+    slices = [xpad[_offset_key(u, v, stride, ho, wo)] for u in range(kh) for v in range(kw)]
+    stacked = slices[0] if len(slices) == 1 else xp.stack(slices, axis=0)
+    cols = xp.reshape(stacked, (kh * kw * c, bsz * ho * wo))
+    out = _weight_matrix(xp, weight) @ cols
     if bias is not None:
         out += xp.reshape(bias, (o, 1))
     out = xp.permute_dims(xp.reshape(out, (o, bsz, ho, wo)), (1, 0, 2, 3))
@@ -68,23 +85,25 @@ def conv2d_backward(xp: Any, grad: Any, cache: Any, weight: Any,
                     stride: tuple[int, int], padding: tuple[int, int],
                     need_bias: bool = True,
                     need_input_grad: bool = True) -> tuple[Any | None, Any, Any | None]:
-    """(dX, dW, db) for conv2d_forward, from grad (B, O, Ho, Wo)."""
+    """(dX, dW, db) for conv2d_forward, from grad (B, O, Ho, Wo).
+
+    dW = G(O, B·Ho·Wo) @ colsᵀ, db = Σ G, dcols = W'ᵀ @ G and dX = col2im(dcols);
+    dX is skipped (None) when ``need_input_grad`` is False.
+    """
     cols, (bsz, c, h, w), (ho, wo) = cache
     o, _, kh, kw = weight.shape
-    sh, sw = stride
     ph, pw = padding
     g2 = xp.reshape(xp.permute_dims(grad, (1, 0, 2, 3)), (o, bsz * ho * wo))
-    dw = xp.reshape(g2 @ cols.T, weight.shape)
+    dw = _weight_grad(xp, g2 @ cols.T, tuple(weight.shape))
     db = xp.sum(g2, axis=1) if need_bias else None
     if not need_input_grad:
         return None, dw, db
-    w2 = xp.reshape(weight, (o, c * kh * kw))
-    dcols = xp.reshape(w2.T @ g2, (c, kh * kw, bsz, ho, wo))
+    dcols = xp.reshape(_weight_matrix(xp, weight).T @ g2, (kh * kw, c, bsz, ho, wo))
     dxpad = xp.zeros((c, bsz, h + 2 * ph, w + 2 * pw), dtype=grad.dtype, device=device(grad))
     k = 0
     for u in range(kh):
         for v in range(kw):
-            dxpad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcols[:, k, ...]
+            dxpad[_offset_key(u, v, stride, ho, wo)] += dcols[k, ...]
             k += 1
     dx = dxpad[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxpad
     return xp.permute_dims(dx, (1, 0, 2, 3)), dw, db

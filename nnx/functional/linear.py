@@ -13,10 +13,10 @@ def linear_forward(xp: Any, x: Any, weight: Any, bias: Any | None) -> Any:
     return out
 
 
-def linear_backward(xp: Any, grad: Any, x: Any, weight: Any,
-                    need_bias: bool = True) -> tuple[Any, Any, Any | None]:
-    """(dX, dW, db) = (G Wᵀ, Xᵀ G, Σ_batch G)."""
-    dx = grad @ weight.T
+def linear_backward(xp: Any, grad: Any, x: Any, weight: Any, need_bias: bool = True,
+                    need_input_grad: bool = True) -> tuple[Any | None, Any, Any | None]:
+    """(dX, dW, db) = (G Wᵀ, Xᵀ G, Σ_batch G); dX is None unless ``need_input_grad``."""
+    dx = grad @ weight.T if need_input_grad else None
     dw = x.T @ grad
     db = xp.sum(grad, axis=0) if need_bias else None
     return dx, dw, db

@@ -51,17 +51,29 @@ def max_pool2d_backward(xp: Any, grad: Any, cache: Any, kernel: tuple[int, int],
     kh, kw = kernel
     ph, pw = padding
     ho, wo = out.shape[2], out.shape[3]
-    dxpad = xp.zeros(xpad.shape, dtype=grad.dtype, device=device(grad))
+    hp, wp = xpad.shape[2], xpad.shape[3]
+    # Windows that tile the input exactly write every element once: assign, no zero fill.
+    tiles = tuple(stride) == (kh, kw) and ph == pw == 0 and hp == kh * ho and wp == kw * wo
+    if tiles:
+        dxpad = xp.empty(xpad.shape, dtype=grad.dtype, device=device(grad))
+    else:
+        dxpad = xp.zeros(xpad.shape, dtype=grad.dtype, device=device(grad))
     remaining = None  # 1 where the window's maximum has not been claimed yet
-    for u in range(kh):
-        for v in range(kw):
-            hit = xp.astype(xpad[_key(u, v, stride, ho, wo)] == out, grad.dtype)
-            if remaining is None:
-                take = hit
+    last = kh * kw - 1
+    for k in range(kh * kw):
+        key = _key(k // kw, k % kw, stride, ho, wo)
+        hit = xp.astype(xpad[key] == out, grad.dtype)
+        if remaining is None:
+            take = hit
+            if last:
                 remaining = 1.0 - hit
-            else:
-                take = hit * remaining
+        else:
+            take = hit * remaining
+            if k < last:
                 remaining -= take
-            dxpad[_key(u, v, stride, ho, wo)] += grad * take
+        if tiles:
+            dxpad[key] = grad * take
+        else:
+            dxpad[key] += grad * take
     h, w = xpad.shape[2] - 2 * ph, xpad.shape[3] - 2 * pw
     return dxpad[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxpad

@@ -78,11 +78,18 @@ class Conv2d(Module):
         return out
 
     def backward(self, grad_out: Any) -> Any:
+        return self._backward(grad_out, True)
+
+    def backward_params_only(self, grad_out: Any) -> None:
+        self._backward(grad_out, False)
+
+    def _backward(self, grad_out: Any, need_input_grad: bool) -> Any:
         if self._cache is None:
             raise missing_cache(self)
         xp = check_input(self, grad_out, self.weight.data, 4, "(batch, out_channels, Ho, Wo)")
         dx, dw, db = conv2d_backward(xp, grad_out, self._cache, self.weight.data, self.stride,
-                                     self.padding, need_bias=self.bias is not None)
+                                     self.padding, need_bias=self.bias is not None,
+                                     need_input_grad=need_input_grad)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db

@@ -50,11 +50,18 @@ class Linear(Module):
         return linear_forward(xp, x, w, None if self.bias is None else self.bias.data)
 
     def backward(self, grad_out: Any) -> Any:
+        return self._backward(grad_out, True)
+
+    def backward_params_only(self, grad_out: Any) -> None:
+        self._backward(grad_out, False)
+
+    def _backward(self, grad_out: Any, need_input_grad: bool) -> Any:
         if self._cache_x is None:
             raise missing_cache(self)
         xp = check_input(self, grad_out, self.weight.data, 2, f"(batch, {self.out_dim})")
         dx, dw, db = linear_backward(xp, grad_out, self._cache_x, self.weight.data,
-                                     need_bias=self.bias is not None)
+                                     need_bias=self.bias is not None,
+                                     need_input_grad=need_input_grad)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db
