@@ -40,6 +40,9 @@ class CrossEntropyLoss:
             raise TypeError(f"{name}: logits must be float32 or float64, got "
                             f"{dtype_str(logits.dtype)}")
         bsz, classes = int(logits.shape[0]), int(logits.shape[1])
+        if str(device(logits)) != str(device(labels)):
+            raise TypeError(f"{name}: logits are on device {device(logits)} but labels on "
+                            f"{device(labels)}; move the labels with nnx.asarray")
         if labels.ndim != 1 or int(labels.shape[0]) != bsz:
             raise ValueError(f"{name}: labels must have shape ({bsz},) to match logits "
                              f"{shape_str(logits.shape)}, got {shape_str(labels.shape)}")
@@ -47,6 +50,9 @@ class CrossEntropyLoss:
             raise ValueError(f"{name}: labels must be integers, got {dtype_str(labels.dtype)}")
         if bsz == 0:
             raise ValueError(f"{name}: empty batch")
+        if labels.dtype != xp.int64:
+            # narrow types (uint8 from IDX files, int8) cannot hold the class count
+            labels = xp.astype(labels, xp.int64)
         if bool(xp.any((labels < 0) | (labels >= classes))):
             lo, hi = int(xp.min(labels)), int(xp.max(labels))
             raise ValueError(f"{name}: labels must lie in [0, {classes}) for {classes} classes, "

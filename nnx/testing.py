@@ -160,7 +160,9 @@ def assert_matches_reference(fn: Callable[..., Any], *host_inputs: np.ndarray,
     return actual
 
 
-def _numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float) -> np.ndarray:
+def numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences (f(x+eps·e_i) − f(x−eps·e_i)) / 2eps of a scalar
+    function of a float64 host array, element by element (``x`` is restored)."""
     grad = np.zeros_like(x)
     flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
     for i in range(flat_x.size):  # test helper: one probe per element is the point
@@ -209,7 +211,7 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
     def loss_of_input(xh: np.ndarray) -> float:
         return float(np.sum(_backends.to_numpy(forward(xh)) * r))
 
-    numeric = {"input": _numeric_grad(loss_of_input, x_host, eps)}
+    numeric = {"input": numeric_grad(loss_of_input, x_host, eps)}
     if check_params:
         for name, p in params:
             host = np.array(_backends.to_numpy(p.data), dtype=np.float64, copy=True)
@@ -219,7 +221,7 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
                 p.data = be.from_numpy(ph.copy())
                 return float(np.sum(_backends.to_numpy(forward(x_host)) * r))
 
-            numeric[name] = _numeric_grad(loss_of_param, host, eps)
+            numeric[name] = numeric_grad(loss_of_param, host, eps)
             p.data = original
     for name, num in numeric.items():
         if name not in analytic:
@@ -244,4 +246,5 @@ __all__ = [
     "dtype_of",
     "gradcheck",
     "make_backend",
+    "numeric_grad",
 ]

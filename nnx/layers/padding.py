@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._array import shape_str
 from ..functional import zero_pad2d_backward, zero_pad2d_forward
 from ..module import Module
-from ._common import check_input
+from ._common import check_input, missing_cache
 
 
 class ZeroPad2d(Module):
@@ -41,5 +42,13 @@ class ZeroPad2d(Module):
         return zero_pad2d_forward(xp, x, self.pad)
 
     def backward(self, grad_out: Any) -> Any:
+        if self._cache_shape is None:
+            raise missing_cache(self)
         xp = check_input(self, grad_out, None, (2, 3, 4), "(..., H, W)")
+        left, right, top, bottom = self.pad
+        *lead, h, w = self._cache_shape
+        expected = (*lead, h + top + bottom, w + left + right)
+        if tuple(grad_out.shape) != expected:
+            raise ValueError(f"{self!r}: gradient of shape {shape_str(grad_out.shape)} does not "
+                             f"match the output shape {shape_str(expected)}")
         return zero_pad2d_backward(xp, grad_out, self.pad)

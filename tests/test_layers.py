@@ -1,0 +1,820 @@
+"""Layers and the loss against independent NumPy float64 references, finite
+differences and PyTorch (DESIGN.md §3, §5, §6, §10; issue 3).
+
+Every backend of the ``backend`` fixture runs in float32 and float64; each result
+is checked for library, device and dtype and the inputs for being unmodified
+(``nnx.testing.assert_matches_reference``), then compared with a reference written
+here from the formulas (loops over output positions and ``np.einsum``), not with
+nnx's own kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import nnx
+import nnx.testing as nt
+from nnx import backends as B
+
+# ---------------------------------------------------------------------------
+# Independent NumPy float64 references
+# ---------------------------------------------------------------------------
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def ref_linear(x, w, b, g):
+    """Y = XW + b and its gradients, with einsum."""
+    y = np.einsum("bi,io->bo", x, w) + b
+    dx = np.einsum("bo,io->bi", g, w)
+    dw = np.einsum("bi,bo->io", x, g)
+    db = g.sum(axis=0)
+    return y, dx, dw, db
+
+
+def ref_conv2d(x, w, b, stride, padding, g=None):
+    """Direct cross-correlation over output positions; with ``g``, also (dx, dw, db)."""
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    bsz, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xpad = np.zeros((bsz, c, h + 2 * ph, wd + 2 * pw))
+    xpad[:, :, ph:ph + h, pw:pw + wd] = x
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((bsz, o, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            win = xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            y[:, :, i, j] = np.einsum("bcuv,ocuv->bo", win, w)
+    if b is not None:
+        y += b[None, :, None, None]
+    if g is None:
+        return y
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(w)
+    for i in range(ho):
+        for j in range(wo):
+            win = xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            dxpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.einsum(
+                "bo,ocuv->bcuv", g[:, :, i, j], w)
+            dw += np.einsum("bo,bcuv->ocuv", g[:, :, i, j], win)
+    dx = dxpad[:, :, ph:ph + h, pw:pw + wd]
+    db = g.sum(axis=(0, 2, 3))
+    return y, dx, dw, db
+
+
+def ref_maxpool2d(x, kernel, stride=None, padding=0, g=None):
+    """Window by window; padding is −∞; the gradient goes to ``np.argmax`` of the
+    flattened window, i.e. the first maximum in row-major window order."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(kernel if stride is None else stride)
+    ph, pw = _pair(padding)
+    bsz, c, h, wd = x.shape
+    xpad = np.full((bsz, c, h + 2 * ph, wd + 2 * pw), -np.inf)
+    xpad[:, :, ph:ph + h, pw:pw + wd] = x
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((bsz, c, ho, wo))
+    dxpad = np.zeros_like(xpad)
+    for n in range(bsz):
+        for ch in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    win = xpad[n, ch, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    k = int(np.argmax(win))
+                    u, v = divmod(k, kw)
+                    y[n, ch, i, j] = win[u, v]
+                    if g is not None:
+                        dxpad[n, ch, i * sh + u, j * sw + v] += g[n, ch, i, j]
+    if g is None:
+        return y
+    return y, dxpad[:, :, ph:ph + h, pw:pw + wd]
+
+
+def ref_zeropad2d(x, pad, g=None):
+    left, right, top, bottom = (pad,) * 4 if isinstance(pad, int) else pad
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    y = np.pad(x, widths)
+    if g is None:
+        return y
+    h, w = x.shape[-2:]
+    return y, g[..., top:top + h, left:left + w]
+
+
+def ref_relu(x, g):
+    return np.where(x > 0, x, 0.0), np.where(x > 0, g, 0.0)
+
+
+def ref_cross_entropy(z, labels):
+    """Mean of logsumexp(z) − z[y] (log-sum-exp by np.logaddexp) and (softmax − onehot)/B."""
+    lse = np.logaddexp.reduce(z, axis=1)
+    bsz = z.shape[0]
+    loss = np.mean(lse - z[np.arange(bsz), labels])
+    onehot = np.zeros_like(z)
+    onehot[np.arange(bsz), labels] = 1.0
+    grad = (np.exp(z - lse[:, None]) - onehot) / bsz
+    return loss, grad
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def layer_run(make):
+    """fn(x, g, *params) for assert_matches_reference: build the layer in the input's
+    dtype, install the given parameter values, run forward and backward and return
+    (y, dx, *parameter grads)."""
+
+    def fn(x, g, *params):
+        layer = make(nt.dtype_of(x))
+        own = layer.parameters()
+        assert len(own) == len(params)
+        for p, value in zip(own, params):
+            p.data = value
+        y = layer(x)
+        dx = layer.backward(g)
+        for p in own:
+            assert p.grad is not None
+        return (y, dx, *[p.grad for p in own])
+
+    return fn
+
+
+def compare(actual, expected, dtype, names):
+    assert len(actual) == len(expected)
+    for a, e, name in zip(actual, expected, names):
+        nt.assert_close(a, e, dtype, name)
+
+
+def away_from_zero(rng, shape, margin=0.05):
+    """Random values with |v| >= margin (keeps ReLU/finite differences off the kink)."""
+    z = rng.standard_normal(shape)
+    return np.sign(z) * (margin + np.abs(z))
+
+
+# ---------------------------------------------------------------------------
+# Linear
+# ---------------------------------------------------------------------------
+
+LINEAR_CASES = [(3, 4, 5), (1, 7, 2), (6, 1, 3)]  # (batch, in, out)
+
+
+@pytest.mark.parametrize("bsz,din,dout", LINEAR_CASES)
+def test_linear_matches_reference(backend, dtype, rng, bsz, din, dout):
+    x = rng.standard_normal((bsz, din))
+    w = rng.standard_normal((din, dout))
+    b = rng.standard_normal(dout)
+    g = rng.standard_normal((bsz, dout))
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.Linear(din, dout, dtype=dt)),
+                                      x, g, w, b, backend=backend, dtype=dtype)
+    compare(out, ref_linear(x, w, b, g), dtype, ["y", "dx", "dW", "db"])
+
+
+def test_linear_without_bias(backend, dtype, rng):
+    x, w, g = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal((3, 2))
+    out = nt.assert_matches_reference(
+        layer_run(lambda dt: nnx.Linear(4, 2, bias=False, dtype=dt)), x, g, w,
+        backend=backend, dtype=dtype)
+    y, dx, dw, _ = ref_linear(x, w, np.zeros(2), g)
+    compare(out, (y, dx, dw), dtype, ["y", "dx", "dW"])
+
+
+@pytest.mark.parametrize("bsz", [1, 4])
+def test_linear_gradcheck(backend, rng, bsz):
+    layer = nnx.Linear(5, 3, dtype="float64")
+    nt.gradcheck(layer, rng.standard_normal((bsz, 5)))
+
+
+def test_linear_weight_layout_and_init(backend):
+    nnx.manual_seed(3)
+    layer = nnx.Linear(50, 20)
+    assert layer.weight.shape == (50, 20) and layer.bias.shape == (20,)
+    w = nnx.to_numpy(layer.weight.data)
+    b = nnx.to_numpy(layer.bias.data)
+    bound = 1 / math.sqrt(50)
+    assert w.dtype == np.float32
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    assert np.abs(w).max() > 0.9 * bound  # U(±1/√in), not something narrower
+    assert abs(w.mean()) < 0.2 * bound
+    nt.check_placement(layer.weight.data, backend.from_numpy(np.zeros(1, "float32")), "float32")
+
+
+# ---------------------------------------------------------------------------
+# Conv2d
+# ---------------------------------------------------------------------------
+
+# (batch, in, out, H, W, kernel, stride, padding)
+CONV_CASES = [
+    (2, 2, 3, 5, 5, 3, 1, 0),
+    (1, 3, 2, 7, 6, (3, 2), 2, 1),
+    (2, 1, 2, 6, 7, (2, 3), (2, 1), (2, 1)),
+    (1, 2, 4, 4, 5, 1, 2, 2),
+    (3, 2, 2, 5, 5, 5, 3, 2),
+    (1, 1, 1, 3, 4, (3, 4), 1, 0),
+]
+
+
+def _conv_ids(case):
+    b, c, o, h, w, k, s, p = case
+    return f"b{b}c{c}o{o}_{h}x{w}_k{k}_s{s}_p{p}".replace(" ", "")
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_conv_ids)
+def test_conv2d_matches_reference(backend, dtype, rng, case):
+    bsz, c, o, h, w, k, s, p = case
+    kh, kw = _pair(k)
+    x = rng.standard_normal((bsz, c, h, w))
+    wt = rng.standard_normal((o, c, kh, kw))
+    b = rng.standard_normal(o)
+    y_ref = ref_conv2d(x, wt, b, s, p)
+    g = rng.standard_normal(y_ref.shape)
+    expected = ref_conv2d(x, wt, b, s, p, g)
+    out = nt.assert_matches_reference(
+        layer_run(lambda dt: nnx.Conv2d(c, o, k, stride=s, padding=p, dtype=dt)),
+        x, g, wt, b, backend=backend, dtype=dtype)
+    compare(out, expected, dtype, ["y", "dx", "dW", "db"])
+
+
+def test_conv2d_without_bias(backend, dtype, rng):
+    x = rng.standard_normal((2, 2, 5, 4))
+    wt = rng.standard_normal((3, 2, 2, 2))
+    g = rng.standard_normal(ref_conv2d(x, wt, None, (1, 2), (0, 1)).shape)
+    out = nt.assert_matches_reference(
+        layer_run(lambda dt: nnx.Conv2d(2, 3, 2, stride=(1, 2), padding=(0, 1), bias=False,
+                                        dtype=dt)),
+        x, g, wt, backend=backend, dtype=dtype)
+    y, dx, dw, _ = ref_conv2d(x, wt, None, (1, 2), (0, 1), g)
+    compare(out, (y, dx, dw), dtype, ["y", "dx", "dW"])
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:5], ids=_conv_ids)
+def test_conv2d_gradcheck(backend, rng, case):
+    bsz, c, o, h, w, k, s, p = case
+    layer = nnx.Conv2d(c, o, k, stride=s, padding=p, dtype="float64")
+    nt.gradcheck(layer, rng.standard_normal((bsz, c, h, w)))
+
+
+def test_conv2d_init_bounds(backend):
+    layer = nnx.Conv2d(3, 8, (3, 5))
+    assert layer.weight.shape == (8, 3, 3, 5) and layer.bias.shape == (8,)
+    bound = 1 / math.sqrt(3 * 3 * 5)
+    w = nnx.to_numpy(layer.weight.data)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert np.abs(nnx.to_numpy(layer.bias.data)).max() <= bound
+
+
+# ---------------------------------------------------------------------------
+# ZeroPad2d
+# ---------------------------------------------------------------------------
+
+PAD_CASES = [1, (1, 2, 0, 3), (0, 0, 2, 1), (3, 0, 0, 0), 0]
+
+
+@pytest.mark.parametrize("pad", PAD_CASES, ids=str)
+def test_zeropad2d_matches_reference(backend, dtype, rng, pad):
+    x = rng.standard_normal((2, 3, 4, 5))
+    y_ref = ref_zeropad2d(x, pad)
+    g = rng.standard_normal(y_ref.shape)
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.ZeroPad2d(pad)), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, ref_zeropad2d(x, pad, g), dtype, ["y", "dx"])
+
+
+def test_zeropad2d_rank3(backend, dtype, rng):
+    x = rng.standard_normal((3, 2, 4))
+    pad = (2, 1, 1, 0)
+    g = rng.standard_normal(ref_zeropad2d(x, pad).shape)
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.ZeroPad2d(pad)), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, ref_zeropad2d(x, pad, g), dtype, ["y", "dx"])
+
+
+def test_zeropad2d_gradcheck(backend, rng):
+    nt.gradcheck(nnx.ZeroPad2d((1, 2, 0, 1)), backend.from_numpy(rng.standard_normal((1, 2, 3, 3))))
+
+
+# ---------------------------------------------------------------------------
+# MaxPool2d
+# ---------------------------------------------------------------------------
+
+# (batch, channels, H, W, kernel, stride, padding)
+POOL_CASES = [
+    (2, 2, 4, 4, 2, None, 0),
+    (1, 2, 5, 5, 3, 2, 1),
+    (2, 1, 5, 6, (3, 2), 1, (1, 1)),
+    (1, 3, 4, 4, 2, 1, 1),
+    (2, 1, 4, 7, (2, 3), (1, 2), (1, 0)),
+    (1, 1, 7, 5, 3, 3, 0),
+    (1, 2, 3, 3, 1, 2, 0),
+]
+
+
+def _pool_ids(case):
+    b, c, h, w, k, s, p = case
+    return f"b{b}c{c}_{h}x{w}_k{k}_s{s}_p{p}".replace(" ", "")
+
+
+def pool_input(rng, shape, kind):
+    if kind == "ties":
+        # small integers: exact ties inside windows, and all-negative windows next to
+        # the padding (which must act as −∞, not 0)
+        return rng.integers(-3, 1, size=shape).astype(np.float64)
+    return rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_ids)
+def test_maxpool2d_matches_reference(backend, dtype, rng, case, kind):
+    bsz, c, h, w, k, s, p = case
+    x = pool_input(rng, (bsz, c, h, w), kind)
+    y_ref = ref_maxpool2d(x, k, s, p)
+    g = rng.standard_normal(y_ref.shape)
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.MaxPool2d(k, s, p)), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, ref_maxpool2d(x, k, s, p, g), dtype, ["y", "dx"])
+
+
+def test_maxpool2d_ties_go_to_first_maximum_in_row_major_order(backend, dtype):
+    # one 3x3 window (stride 3) whose maximum 5 appears at (0, 2), (1, 0) and (2, 2):
+    # the first in row-major order is (0, 2), not (1, 0) (first in column-major order)
+    x = np.array([[1, 2, 5], [5, 0, 1], [3, 4, 5]], dtype=np.float64)[None, None]
+    layer = nnx.MaxPool2d(3)
+    xb = nnx.asarray(x, dtype=dtype)
+    y = layer(xb)
+    dx = nnx.to_numpy(layer.backward(nnx.asarray(np.full((1, 1, 1, 1), 7.0), dtype=dtype)))
+    assert float(nnx.to_numpy(y)[0, 0, 0, 0]) == 5.0
+    expected = np.zeros((3, 3))
+    expected[0, 2] = 7.0
+    np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+def test_maxpool2d_all_equal_windows_with_overlap_and_padding(backend, dtype):
+    # constant input: every window is a tie; each gradient goes to the window's
+    # first in-image element, and overlapping windows add up
+    x = np.zeros((1, 1, 4, 4))
+    y_ref = ref_maxpool2d(x, 3, 1, 1)
+    g = np.arange(1, y_ref.size + 1, dtype=np.float64).reshape(y_ref.shape)
+    _, dx_ref = ref_maxpool2d(x, 3, 1, 1, g)
+    layer = nnx.MaxPool2d(3, 1, 1)
+    layer(nnx.asarray(x, dtype=dtype))
+    dx = layer.backward(nnx.asarray(g, dtype=dtype))
+    np.testing.assert_array_equal(nnx.to_numpy(dx), dx_ref)
+    assert dx_ref.sum() == g.sum()  # nothing lost to the padding
+
+
+def test_maxpool2d_padding_acts_as_minus_infinity(backend, dtype):
+    x = -np.ones((1, 1, 2, 2))
+    layer = nnx.MaxPool2d(2, stride=1, padding=1)
+    y = nnx.to_numpy(layer(nnx.asarray(x, dtype=dtype)))
+    np.testing.assert_array_equal(y, -np.ones((1, 1, 3, 3)))
+
+
+def test_maxpool2d_stride_defaults_to_kernel():
+    assert nnx.MaxPool2d(3).stride == (3, 3)
+    assert nnx.MaxPool2d((2, 3)).stride == (2, 3)
+
+
+@pytest.mark.parametrize("case", POOL_CASES[:5], ids=_pool_ids)
+def test_maxpool2d_gradcheck(backend, rng, case):
+    bsz, c, h, w, k, s, p = case
+    # distinct values at least 0.01 apart, so ±eps never changes which element wins
+    x = rng.permutation(bsz * c * h * w).reshape(bsz, c, h, w) * 0.01 - 0.2
+    nt.gradcheck(nnx.MaxPool2d(k, s, p), backend.from_numpy(x.astype(np.float64)))
+
+
+# ---------------------------------------------------------------------------
+# ReLU, Flatten
+# ---------------------------------------------------------------------------
+
+
+def test_relu_matches_reference(backend, dtype, rng):
+    x = rng.standard_normal((3, 2, 4))
+    x[0, 0, :2] = 0.0  # the kink: gradient 0 there, as PyTorch
+    g = rng.standard_normal(x.shape)
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.ReLU()), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, ref_relu(x, g), dtype, ["y", "dx"])
+
+
+def test_relu_gradcheck(backend, rng):
+    nt.gradcheck(nnx.ReLU(), backend.from_numpy(away_from_zero(rng, (2, 3, 2))))
+
+
+def test_flatten_matches_reference(backend, dtype, rng):
+    x = rng.standard_normal((2, 3, 2, 2))
+    g = rng.standard_normal((2, 12))
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.Flatten()), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, (x.reshape(2, 12), g.reshape(x.shape)), dtype, ["y", "dx"])
+
+
+def test_flatten_gradcheck(backend, rng):
+    nt.gradcheck(nnx.Flatten(), backend.from_numpy(rng.standard_normal((1, 2, 3))))
+
+
+# ---------------------------------------------------------------------------
+# Sequential (a small CNN)
+# ---------------------------------------------------------------------------
+
+
+def small_cnn(dt):
+    return nnx.Sequential(
+        nnx.ZeroPad2d((1, 0, 0, 1)),
+        nnx.Conv2d(2, 3, 3, stride=2, padding=1, dtype=dt), nnx.ReLU(),
+        nnx.MaxPool2d(2, stride=1, padding=1),
+        nnx.Flatten(),
+        nnx.Linear(3 * 5 * 5, 4, dtype=dt),
+    )
+
+
+def ref_small_cnn(x, cw, cb, lw, lb, g):
+    x0 = ref_zeropad2d(x, (1, 0, 0, 1))
+    x1 = ref_conv2d(x0, cw, cb, 2, 1)
+    x2 = np.maximum(x1, 0.0)
+    x3 = ref_maxpool2d(x2, 2, 1, 1)
+    x4 = x3.reshape(x.shape[0], -1)
+    y, d4, dlw, dlb = ref_linear(x4, lw, lb, g)
+    _, d2 = ref_maxpool2d(x2, 2, 1, 1, d4.reshape(x3.shape))
+    d1 = np.where(x1 > 0, d2, 0.0)
+    _, d0, dcw, dcb = ref_conv2d(x0, cw, cb, 2, 1, d1)
+    dx = d0[:, :, 0:x.shape[2], 1:1 + x.shape[3]]
+    return y, dx, dcw, dcb, dlw, dlb
+
+
+def test_sequential_matches_reference(backend, dtype, rng):
+    x = rng.standard_normal((2, 2, 7, 6))
+    cw, cb = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    lw, lb = rng.standard_normal((75, 4)) * 0.2, rng.standard_normal(4)
+    g = rng.standard_normal((2, 4))
+    out = nt.assert_matches_reference(layer_run(small_cnn), x, g, cw, cb, lw, lb,
+                                      backend=backend, dtype=dtype)
+    compare(out, ref_small_cnn(x, cw, cb, lw, lb, g), dtype,
+            ["y", "dx", "1.weight", "1.bias", "5.weight", "5.bias"])
+
+
+def test_sequential_gradcheck(backend, rng):
+    model = nnx.Sequential(nnx.Conv2d(1, 2, 2, stride=2, dtype="float64"), nnx.ReLU(),
+                           nnx.Flatten(), nnx.Linear(8, 3, dtype="float64"))
+    # the check needs every ReLU input away from 0: choose a seed where it is
+    x = backend.from_numpy(rng.standard_normal((1, 1, 4, 4)) + 0.5)
+    pre = nnx.to_numpy(model[0](x))
+    assert np.abs(pre).min() > 1e-3
+    nt.gradcheck(model, x)
+
+
+# ---------------------------------------------------------------------------
+# CrossEntropyLoss
+# ---------------------------------------------------------------------------
+
+
+def loss_run(logits, labels):
+    loss = nnx.CrossEntropyLoss()
+    value = loss(logits, labels)
+    return value, loss.backward()
+
+
+@pytest.mark.parametrize("bsz,classes", [(5, 4), (1, 3), (8, 10)])
+def test_cross_entropy_matches_reference(backend, dtype, rng, bsz, classes):
+    z = rng.standard_normal((bsz, classes)) * 3
+    labels = rng.integers(0, classes, size=bsz)
+    value, grad = nt.assert_matches_reference(loss_run, z, labels, backend=backend, dtype=dtype)
+    assert tuple(value.shape) == ()
+    ref_loss, ref_grad = ref_cross_entropy(z, labels)
+    nt.assert_close(value, ref_loss, dtype, "loss")
+    nt.assert_close(grad, ref_grad, dtype, "dlogits")
+
+
+def test_cross_entropy_alias_and_softmax():
+    assert nnx.MultiCrossEntropyLoss is nnx.CrossEntropyLoss
+    from nnx.functional import softmax
+
+    z = np.array([[1.0, 2.0, 3.0], [1e4, -1e4, 0.0]])
+    p = softmax(nnx.get_backend().xp, z)
+    e = np.exp(z[0] - 3.0)
+    nt.assert_close(p[0], e / e.sum(), "float64")
+    nt.assert_close(p[1], [1.0, 0.0, 0.0], "float64")
+
+
+def test_cross_entropy_extreme_logits(backend, dtype):
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [1e4, -1e4, -1e4], [-1e4, -1e4, -1e4]])
+    labels = np.array([0, 2, 1, 1])
+    # per row: 0, log 2, 2e4, log 3
+    expected_loss = (0.0 + math.log(2.0) + 2e4 + math.log(3.0)) / 4
+    expected_grad = np.array([
+        [0.0, 0.0, 0.0],
+        [0.0, 0.5, -0.5],
+        [1.0, -1.0, 0.0],
+        [1 / 3, 1 / 3 - 1, 1 / 3],
+    ]) / 4
+    value, grad = nt.assert_matches_reference(loss_run, z, labels, backend=backend, dtype=dtype)
+    v = float(nnx.to_numpy(value))
+    g = nnx.to_numpy(grad)
+    assert math.isfinite(v) and np.all(np.isfinite(g))
+    nt.assert_close(value, expected_loss, dtype, "loss at ±1e4")
+    nt.assert_close(grad, expected_grad, dtype, "gradient at ±1e4")
+
+
+def test_cross_entropy_gradient_by_finite_differences(backend, rng):
+    z = rng.standard_normal((3, 5))
+    labels = rng.integers(0, 5, size=3)
+    lab = backend.from_numpy(labels)
+    loss = nnx.CrossEntropyLoss()
+    loss(backend.from_numpy(z), lab)
+    grad = loss.backward()
+    nt.check_placement(grad, backend.from_numpy(z), "float64", "dlogits")
+    analytic = nnx.to_numpy(grad)
+
+    def f(zh):
+        return float(nnx.to_numpy(nnx.CrossEntropyLoss()(backend.from_numpy(zh.copy()), lab)))
+
+    numeric = nt.numeric_grad(f, z.copy())
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_backward_before_call():
+    with pytest.raises(RuntimeError, match="before backward"):
+        nnx.CrossEntropyLoss().backward()
+
+
+@pytest.mark.parametrize("labels,match", [
+    (np.array([0, 3]), r"\[0, 3\).*\[0, 3\]"),
+    (np.array([-1, 1]), r"\[0, 3\).*\[-1, 1\]"),
+    (np.array([0, 1, 2]), r"labels must have shape \(2,\).*\(2, 3\).*got \(3,?\)"),
+    (np.array([[0], [1]]), r"labels must have shape \(2,\).*got \(2, 1\)"),
+    (np.array([0.0, 1.0]), "labels must be integers, got float"),
+])
+def test_cross_entropy_label_errors(backend, labels, match):
+    z = backend.from_numpy(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=match):
+        nnx.CrossEntropyLoss()(z, backend.from_numpy(labels))
+
+
+def test_cross_entropy_logit_errors(backend):
+    lab = backend.from_numpy(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"logits must have shape \(batch, classes\), got \(2,?\)"):
+        nnx.CrossEntropyLoss()(backend.from_numpy(np.zeros(2, dtype=np.float32)), lab)
+    with pytest.raises(ValueError, match=r"got \(2, 3, 1\)"):
+        nnx.CrossEntropyLoss()(backend.from_numpy(np.zeros((2, 3, 1), dtype=np.float32)), lab)
+    with pytest.raises(TypeError, match="float32 or float64, got int"):
+        nnx.CrossEntropyLoss()(backend.from_numpy(np.zeros((2, 3), dtype=np.int64)), lab)
+
+
+def test_cross_entropy_narrow_integer_labels(backend):
+    # uint8 labels (as MNIST's IDX files store them) with more classes than uint8 holds
+    z = np.zeros((2, 300))
+    z[0, 7] = 1.0
+    labels = np.array([7, 200], dtype=np.uint8)
+    value = nnx.CrossEntropyLoss()(backend.from_numpy(z), backend.from_numpy(labels))
+    nt.assert_close(value, ref_cross_entropy(z, labels.astype(np.int64))[0], "float64")
+
+
+def test_cross_entropy_labels_from_another_backend(backend):
+    if backend.name == "numpy":
+        pytest.skip("needs a non-NumPy backend")
+    z = backend.from_numpy(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="nnx.asarray"):
+        nnx.CrossEntropyLoss()(z, np.array([0, 1]))
+
+
+def test_cross_entropy_labels_on_another_device():
+    d0, d1 = nt.make_backend("array_api_strict"), nt.make_backend("array_api_strict:device1")
+    z = d1.from_numpy(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="device"):
+        nnx.CrossEntropyLoss()(z, d0.from_numpy(np.array([0, 1])))
+
+
+# ---------------------------------------------------------------------------
+# PyTorch as a second reference
+# ---------------------------------------------------------------------------
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def torch_grads(fn, *arrays):
+    """Run ``fn`` on float64 CPU tensors with autograd; returns (y, grads of every input)."""
+    torch = _torch()
+    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    return ts, fn(*ts)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_conv_ids)
+def test_conv2d_equals_torch(backend, dtype, rng, case):
+    torch = _torch()
+    F = torch.nn.functional
+    bsz, c, o, h, w, k, s, p = case
+    kh, kw = _pair(k)
+    x, wt, b = (rng.standard_normal((bsz, c, h, w)), rng.standard_normal((o, c, kh, kw)),
+                rng.standard_normal(o))
+    (tx, tw, tb), ty = torch_grads(lambda a, ww, bb: F.conv2d(a, ww, bb, stride=s, padding=p),
+                                   x, wt, b)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    out = nt.assert_matches_reference(
+        layer_run(lambda dt: nnx.Conv2d(c, o, k, stride=s, padding=p, dtype=dt)),
+        x, g, wt, b, backend=backend, dtype=dtype)
+    expected = [t.detach().numpy() for t in (ty, tx.grad, tw.grad, tb.grad)]
+    compare(out, expected, dtype, ["y", "dx", "dW", "db"])
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_ids)
+def test_maxpool2d_with_ties_equals_torch(backend, dtype, rng, case):
+    torch = _torch()
+    bsz, c, h, w, k, s, p = case
+    x = pool_input(rng, (bsz, c, h, w), "ties")
+    (tx,), ty = torch_grads(
+        lambda a: torch.nn.functional.max_pool2d(a, k, stride=s, padding=p), x)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.MaxPool2d(k, s, p)), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, [ty.detach().numpy(), tx.grad.numpy()], dtype, ["y", "dx"])
+
+
+@pytest.mark.parametrize("pad", PAD_CASES, ids=str)
+def test_zeropad2d_equals_torch(backend, dtype, rng, pad):
+    torch = _torch()
+    x = rng.standard_normal((2, 2, 3, 4))
+    sides = (pad,) * 4 if isinstance(pad, int) else pad
+    (tx,), ty = torch_grads(lambda a: torch.nn.functional.pad(a, sides), x)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.ZeroPad2d(pad)), x, g,
+                                      backend=backend, dtype=dtype)
+    compare(out, [ty.detach().numpy(), tx.grad.numpy()], dtype, ["y", "dx"])
+
+
+def test_linear_equals_torch_with_transposed_weight(backend, dtype, rng):
+    torch = _torch()
+    x, w, b = rng.standard_normal((4, 6)), rng.standard_normal((6, 3)), rng.standard_normal(3)
+    # nnx stores W as (in, out); torch's linear takes (out, in)
+    (tx, tw, tb), ty = torch_grads(lambda a, ww, bb: torch.nn.functional.linear(a, ww, bb),
+                                   x, w.T.copy(), b)
+    g = rng.standard_normal((4, 3))
+    ty.backward(torch.tensor(g))
+    out = nt.assert_matches_reference(layer_run(lambda dt: nnx.Linear(6, 3, dtype=dt)),
+                                      x, g, w, b, backend=backend, dtype=dtype)
+    compare(out, [ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy().T, tb.grad.numpy()],
+            dtype, ["y", "dx", "dW", "db"])
+
+
+def test_cross_entropy_equals_torch(backend, dtype, rng):
+    torch = _torch()
+    z = rng.standard_normal((6, 5)) * 4
+    z[0] = [1e4, -1e4, 0, 3, -3]
+    labels = rng.integers(0, 5, size=6)
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(labels))
+    tl.backward()
+    value, grad = nt.assert_matches_reference(loss_run, z, labels, backend=backend, dtype=dtype)
+    nt.assert_close(value, tl.detach().numpy(), dtype, "loss")
+    nt.assert_close(grad, tz.grad.numpy(), dtype, "dlogits")
+
+
+# ---------------------------------------------------------------------------
+# Errors: clear messages naming the layer and the shapes
+# ---------------------------------------------------------------------------
+
+
+def f32(backend, shape, dtype=np.float32):
+    return backend.from_numpy(np.zeros(shape, dtype=dtype))
+
+
+def test_linear_wrong_feature_count(backend):
+    with pytest.raises(ValueError, match=r"Linear\(4, 3\).*\(batch, 4\).*\(2, 5\)"):
+        nnx.Linear(4, 3)(f32(backend, (2, 5)))
+
+
+def test_linear_wrong_rank(backend):
+    with pytest.raises(ValueError, match=r"Linear\(4, 3\).*\(batch, 4\).*\(2, 1, 4\)"):
+        nnx.Linear(4, 3)(f32(backend, (2, 1, 4)))
+
+
+def test_conv2d_wrong_channels_and_rank(backend):
+    conv = nnx.Conv2d(3, 2, 3)
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 2.*\(batch, 3, H, W\).*\(1, 2, 5, 5\)"):
+        conv(f32(backend, (1, 2, 5, 5)))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 2.*\(batch, 3, H, W\).*\(3, 5, 5\)"):
+        conv(f32(backend, (3, 5, 5)))
+
+
+def test_conv2d_image_smaller_than_kernel(backend):
+    conv = nnx.Conv2d(1, 1, (3, 5), padding=(0, 1))
+    with pytest.raises(ValueError, match=r"Conv2d.*\(1, 1, 4, 2\).*smaller than the kernel 3x5"):
+        conv(f32(backend, (1, 1, 4, 2)))
+    # padding counts: 2 + 2·1 = 4 < 5 fails, but 3 + 2 = 5 fits
+    assert tuple(conv(f32(backend, (1, 1, 3, 3))).shape) == (1, 1, 1, 1)
+
+
+def test_maxpool2d_errors(backend):
+    pool = nnx.MaxPool2d(3)
+    with pytest.raises(ValueError, match=r"MaxPool2d.*\(1, 1, 2, 5\).*smaller than the kernel 3x3"):
+        pool(f32(backend, (1, 1, 2, 5)))
+    with pytest.raises(ValueError, match=r"MaxPool2d.*\(batch, channels, H, W\).*\(4, 4\)"):
+        pool(f32(backend, (4, 4)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nnx.Linear(3, 2), lambda: nnx.Conv2d(1, 1, 1), lambda: nnx.MaxPool2d(1),
+    lambda: nnx.ReLU(), lambda: nnx.ZeroPad2d(1),
+], ids=["Linear", "Conv2d", "MaxPool2d", "ReLU", "ZeroPad2d"])
+def test_non_float_input(backend, make):
+    layer = make()
+    shape = (2, 3) if isinstance(layer, nnx.Linear) else (1, 1, 2, 2)
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__}.*float32 or float64, got int32"):
+        layer(backend.from_numpy(np.zeros(shape, dtype=np.int32)))
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nnx.Linear(3, 2), (2, 3)), (lambda: nnx.Conv2d(1, 1, 1), (1, 1, 2, 2)),
+], ids=["Linear", "Conv2d"])
+def test_dtype_mismatch(backend, make, shape):
+    layer = make()
+    with pytest.raises(TypeError, match="input dtype float64 does not match the parameters' float32"):
+        layer(f32(backend, shape, np.float64))
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nnx.Linear(3, 2), (2, 3)), (lambda: nnx.Conv2d(1, 1, 1), (1, 1, 2, 2)),
+    (lambda: nnx.Sequential(nnx.Flatten(), nnx.Linear(4, 2)), (1, 1, 2, 2)),
+], ids=["Linear", "Conv2d", "Sequential"])
+def test_numpy_batch_on_another_backend(backend, make, shape):
+    if backend.name == "numpy":
+        pytest.skip("needs a non-NumPy backend")
+    model = make()
+    with pytest.raises(TypeError) as info:
+        model(np.zeros(shape, dtype=np.float32))
+    msg = str(info.value)
+    assert "numpy" in msg and backend.name in msg
+    assert "nnx.asarray" in msg and "model.to" in msg
+
+
+def test_python_list_input(backend):
+    with pytest.raises(TypeError, match="nnx.asarray"):
+        nnx.Linear(2, 2)([[0.0, 1.0]])
+    with pytest.raises(TypeError, match="nnx.asarray"):
+        nnx.ReLU()([0.0, 1.0])
+
+
+def test_input_on_another_device():
+    d0, d1 = nt.make_backend("array_api_strict"), nt.make_backend("array_api_strict:device1")
+    with nnx.use_backend(d0):
+        layer = nnx.Linear(2, 2)
+    with pytest.raises(TypeError, match="device1.*CPU_DEVICE|CPU_DEVICE.*device1"):
+        layer(d1.from_numpy(np.zeros((1, 2), dtype=np.float32)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nnx.Linear(2, 2), lambda: nnx.Conv2d(1, 1, 1), lambda: nnx.MaxPool2d(1),
+    lambda: nnx.ReLU(), lambda: nnx.Flatten(), lambda: nnx.ZeroPad2d(1),
+], ids=["Linear", "Conv2d", "MaxPool2d", "ReLU", "Flatten", "ZeroPad2d"])
+def test_backward_before_forward(backend, make):
+    layer = make()
+    g = f32(backend, (1, 2) if isinstance(layer, nnx.Linear) else (1, 1, 3, 3))
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(g)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: nnx.Conv2d(1, 1, 0), "kernel_size"),
+    (lambda: nnx.Conv2d(1, 1, 3, stride=0), "stride"),
+    (lambda: nnx.Conv2d(1, 1, 3, padding=-1), "padding"),
+    (lambda: nnx.Conv2d(1, 1, (3, 3, 3)), "kernel_size"),
+    (lambda: nnx.Conv2d(0, 1, 3), "in_channels"),
+    (lambda: nnx.Linear(0, 2), "in_dim"),
+    (lambda: nnx.Linear(2, 2, dtype="float16"), "dtype"),
+    (lambda: nnx.MaxPool2d(3, padding=2), "padding"),
+    (lambda: nnx.MaxPool2d((2, 4), padding=(1, 3)), "padding"),
+    (lambda: nnx.MaxPool2d(2, stride=0), "stride"),
+    (lambda: nnx.ZeroPad2d(-1), "pad"),
+    (lambda: nnx.ZeroPad2d((1, 2)), "pad"),
+    (lambda: nnx.Linear(2, 2, weight_decay=-0.1), "weight_decay"),
+])
+def test_constructor_validation(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_maxpool2d_padding_half_kernel_allowed(backend, dtype):
+    pool = nnx.MaxPool2d((2, 4), padding=(1, 2))
+    x = np.arange(12, dtype=np.float64).reshape(1, 1, 3, 4)
+    y = pool(nnx.asarray(x, dtype=dtype))
+    np.testing.assert_array_equal(nnx.to_numpy(y), ref_maxpool2d(x, (2, 4), None, (1, 2)))
+
+
+def test_layers_work_under_every_backend_library(backend):
+    # arrays of the active backend in, arrays of that library out, for every layer
+    x = backend.from_numpy(np.ones((1, 1, 4, 4), dtype=np.float32))
+    for layer in (nnx.Conv2d(1, 2, 3), nnx.MaxPool2d(2), nnx.ReLU(), nnx.ZeroPad2d(1),
+                  nnx.Flatten()):
+        y = layer(x)
+        assert B.array_library(y) == backend.name
+        nt.check_placement(y, x, "float32", repr(layer))
