@@ -1,0 +1,144 @@
+"""The command line: train, evaluate, info, errors (run as a user would, in subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnx.data import load_mnist
+from nnx.data.idx import write_idx
+
+
+def nnx_cli(*args, cwd=None, timeout=600, env=None):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("NNX_BACKEND", None)
+    return subprocess.run([sys.executable, "-m", "nnx", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory):
+    """A folder with the four standard IDX files: 600 train / 200 test bundled images."""
+    root = tmp_path_factory.mktemp("mnist")
+    data = load_mnist()
+    write_idx(root / "train-images-idx3-ubyte", data.train_images[:600])
+    write_idx(root / "train-labels-idx1-ubyte", data.train_labels[:600].astype(np.uint8))
+    write_idx(root / "t10k-images-idx3-ubyte.gz", data.test_images[:200])
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", data.test_labels[:200].astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    res = nnx_cli("train", "--model", "mlp", "--epochs", "2", "--batch-size", "50",
+                  "--backend", "numpy", "--data", str(small_mnist), "--out", str(out),
+                  "--scheduler", "step", "--step-size", "1", "--gamma", "0.5")
+    assert res.returncode == 0, res.stderr + res.stdout
+    return out, res
+
+
+def test_train_writes_outputs(tiny_run):
+    out, res = tiny_run
+    for name in ("best.safetensors", "last.safetensors", "history.json"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    assert [e["lr"] for e in history["epochs"]] == pytest.approx([0.05, 0.025])
+    for e in history["epochs"]:
+        assert set(e) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"}
+    assert len(history["steps"]) == 2 * 12
+    assert "epoch 2/2" in res.stdout
+
+
+def test_train_draws_curves_when_matplotlib_is_there(tiny_run):
+    pytest.importorskip("matplotlib")
+    out, _ = tiny_run
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "array_api_strict"])
+def test_evaluate_reproduces_the_best_val_acc(tiny_run, backend):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    out, _ = tiny_run
+    history = json.loads((out / "history.json").read_text())
+    best = max(e["val_acc"] for e in history["epochs"])
+    res = nnx_cli("evaluate", str(out / "best.safetensors"), "--backend", backend)
+    assert res.returncode == 0, res.stderr
+    assert f"accuracy: {best:.4f}" in res.stdout
+
+
+def test_resume_continues_to_more_epochs(tiny_run, small_mnist, tmp_path):
+    out, _ = tiny_run
+    for name in ("last.safetensors", "history.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    res = nnx_cli("train", "--model", "mlp", "--epochs", "3", "--batch-size", "50",
+                  "--backend", "numpy", "--data", str(small_mnist), "--out", str(tmp_path),
+                  "--scheduler", "step", "--step-size", "1", "--gamma", "0.5", "--resume")
+    assert res.returncode == 0, res.stderr
+    assert "resumed from" in res.stdout and "epoch 3/3" in res.stdout
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
+    assert history["epochs"][2]["lr"] == pytest.approx(0.0125)
+
+
+def one_line_error(res):
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def test_errors_are_one_line(tmp_path):
+    line = one_line_error(nnx_cli("evaluate", str(tmp_path / "nope.safetensors")))
+    assert "nope.safetensors" in line
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00.")
+    line = one_line_error(nnx_cli("evaluate", str(tmp_path / "model.pkl")))
+    assert "pickle" in line.lower()
+    line = one_line_error(nnx_cli("train", "--data", str(tmp_path / "missing"), "--epochs", "1",
+                                  "--backend", "numpy"))
+    assert "missing" in line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    res = nnx_cli("evaluate", str(tmp_path / "nope.safetensors"), "--debug")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_unavailable_backend_is_one_line():
+    from nnx.backends import probe
+
+    if probe("cupy") is None:
+        pytest.skip("a GPU is present")
+    line = one_line_error(nnx_cli("train", "--backend", "cupy", "--epochs", "1"))
+    assert "cupy" in line.lower()
+
+
+def test_info_lists_backends():
+    res = nnx_cli("info")
+    assert res.returncode == 0, res.stderr
+    assert "numpy" in res.stdout and "array_api_strict" in res.stdout
+    available = json.loads(res.stdout.strip().splitlines()[-1])["available"]
+    assert "numpy" in available
+
+
+@pytest.mark.slow
+def test_default_train_reaches_95_percent(tmp_path):
+    """The README's main job: `nnx train` with no arguments (LeNet-5, bundled sample)."""
+    res = nnx_cli("train", cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr + res.stdout
+    out = tmp_path / "runs" / "latest"
+    history = json.loads((out / "history.json").read_text())
+    best = max(e["val_acc"] for e in history["epochs"])
+    assert len(history["epochs"]) == 10
+    assert best >= 0.95, history["epochs"]
+    ev = nnx_cli("evaluate", str(out / "best.safetensors"))
+    assert f"accuracy: {best:.4f}" in ev.stdout

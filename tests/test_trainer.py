@@ -1,0 +1,171 @@
+"""Trainer: history, best/last checkpoints, resume equivalence, NaN stop, interrupt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.data import DataLoader
+from nnx.lr_scheduler import MultiStepLR, StepLR
+from nnx.optim import SGD
+
+
+def synthetic(n=96, seed=0):
+    """Images whose class is a bright 7x7 block position: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, k = divmod(int(c), 4)
+        images[i, 7 * r:7 * r + 7, 7 * k:7 * k + 7] = 250
+    return images, labels
+
+
+def make_run(out_dir=None, lr=0.05, backend=None, interval="epoch", sched="multistep"):
+    nnx.manual_seed(0)
+    with nnx.use_backend(backend or nnx.get_backend()):
+        model = nnx.models.MLP((784, 32, 10))
+    opt = SGD(model, lr=lr, momentum=0.9, weight_decay=1e-4)
+    scheduler = MultiStepLR(opt, [2, 3], 0.5) if sched == "multistep" else StepLR(opt, 5, 0.5)
+    trainer = nnx.Trainer(model, opt, scheduler=scheduler, scheduler_interval=interval,
+                          out_dir=out_dir, progress=False, log=lambda line: None,
+                          config={"model": "mlp"})
+    x, y = synthetic()
+    xv, yv = synthetic(40, seed=1)
+    train = DataLoader(x, y, 16, shuffle=True, seed=3, backend=backend)
+    val = DataLoader(xv, yv, 20, shuffle=False, backend=backend)
+    return trainer, train, val
+
+
+def params(model):
+    return {k: nnx.to_numpy(v).copy() for k, v in model.state_dict().items()}
+
+
+def test_fit_writes_history_and_checkpoints(tmp_path):
+    trainer, train, val = make_run(tmp_path)
+    history = trainer.fit(train, val, epochs=4)
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3, 4]
+    for e in history["epochs"]:
+        assert set(e) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"}
+    assert len(history["steps"]) == 4 * len(train)
+    assert [e["lr"] for e in history["epochs"]] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
+    on_disk = json.loads((tmp_path / "history.json").read_text())
+    assert on_disk == json.loads(json.dumps(history))
+    assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
+    accs = [e["val_acc"] for e in history["epochs"]]
+    best_epoch = accs.index(max(accs)) + 1  # the earliest epoch on ties
+    assert trainer.best_epoch == best_epoch
+    assert nnx.load(tmp_path / "best.safetensors").meta["trainer"]["epoch"] == best_epoch
+    assert history["epochs"][-1]["train_loss"] < history["epochs"][0]["train_loss"]
+
+
+def test_per_step_scheduler_changes_lr_every_step():
+    trainer, train, val = make_run(interval="step", sched="step")
+    history = trainer.fit(train, None, epochs=2)
+    lrs = [s["lr"] for s in history["steps"]]
+    expected = [0.05 * 0.5 ** (t // 5) for t in range(len(lrs))]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_evaluate_matches_a_direct_computation():
+    trainer, train, val = make_run()
+    trainer.fit(train, None, epochs=1)
+    metrics = trainer.evaluate(val)
+    xv, yv = synthetic(40, seed=1)
+    trainer.model.eval()
+    logits = nnx.to_numpy(trainer.model(nnx.asarray(xv[:, None].astype(np.float32) / 255)))
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    assert metrics["loss"] == pytest.approx(-logp[np.arange(40), yv].mean(), rel=1e-5)
+    assert metrics["acc"] == pytest.approx(np.mean(logits.argmax(1) == yv))
+
+
+def test_resume_gives_the_same_parameters(tmp_path):
+    straight, train, val = make_run(tmp_path / "a")
+    straight.fit(train, val, epochs=4)
+
+    first, train, val = make_run(tmp_path / "b")
+    first.fit(train, val, epochs=2)
+    second, train, val = make_run(tmp_path / "b")
+    second.resume(tmp_path / "b" / "last.safetensors")
+    assert second.epoch == 2
+    second.fit(train, val, epochs=4)
+    a, b = params(straight.model), params(second.model)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    def strip(h):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in h["epochs"]]
+
+    assert strip(second.history) == strip(straight.history)
+    assert second.optimizer.lr == straight.optimizer.lr
+
+
+def test_resume_on_another_backend(tmp_path, backend):
+    straight, train, val = make_run(backend=nnx.testing.make_backend("numpy"))
+    straight.fit(train, val, epochs=3)
+    first, train, val = make_run(tmp_path, backend=nnx.testing.make_backend("numpy"))
+    first.fit(train, val, epochs=1)
+    second, train, val = make_run(tmp_path, backend=backend)
+    second.resume(tmp_path / "last.safetensors")
+    second.fit(train, val, epochs=3)
+    for k, v in params(straight.model).items():
+        got = second.model.state_dict()[k]
+        assert nnx.backends.array_library(got) == backend.name
+        nnx.testing.assert_close(got, v, "float32", what=k)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+def test_nan_loss_stops_and_keeps_good_checkpoints(tmp_path):
+    trainer, train, val = make_run(tmp_path)
+    trainer.fit(train, val, epochs=1)
+    best_before = (tmp_path / "best.safetensors").read_bytes()
+    last_before = (tmp_path / "last.safetensors").read_bytes()
+    trainer.optimizer.lr = 1e30  # the next steps blow up
+    with pytest.raises(nnx.TrainingDiverged) as info:
+        trainer.fit(train, val, epochs=3)
+    msg = str(info.value)
+    assert "epoch 2" in msg and "step" in msg and "lr 1e+30" in msg
+    assert (tmp_path / "best.safetensors").read_bytes() == best_before
+    assert (tmp_path / "last.safetensors").read_bytes() == last_before
+    assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1
+
+
+def test_interrupt_saves_a_resumable_checkpoint(tmp_path):
+    straight, train, val = make_run()
+    straight.fit(train, val, epochs=2)
+
+    trainer, train, val = make_run(tmp_path)
+    real_step = trainer.train_step
+    calls = {"n": 0}
+
+    def step_then_interrupt(x, y):
+        out = real_step(x, y)
+        calls["n"] += 1
+        if calls["n"] == len(train) + 2:  # two steps into the second epoch
+            trainer._stop_requested = True  # what the SIGINT handler sets
+        return out
+
+    trainer.train_step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt, match="epoch 2, step 2"):
+        trainer.fit(train, val, epochs=2)
+    meta = nnx.load(tmp_path / "last.safetensors").meta
+    assert meta["trainer"]["epoch"] == 1 and meta["trainer"]["step_in_epoch"] == 2
+
+    resumed, train, val = make_run(tmp_path)
+    resumed.resume(tmp_path / "last.safetensors")
+    resumed.fit(train, val, epochs=2)
+    for k, v in params(straight.model).items():
+        np.testing.assert_array_equal(params(resumed.model)[k], v, err_msg=k)
+    assert resumed.history["epochs"][-1]["train_loss"] == pytest.approx(
+        straight.history["epochs"][-1]["train_loss"], rel=1e-12)
+
+
+def test_bad_arguments():
+    trainer, train, val = make_run()
+    with pytest.raises(ValueError, match="epochs"):
+        trainer.fit(train, val, epochs=0)
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        nnx.Trainer(trainer.model, trainer.optimizer, scheduler_interval="batch")
