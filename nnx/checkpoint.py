@@ -1,0 +1,425 @@
+"""Checkpoints as safetensors files: our own strict reader/writer and nnx's metadata.
+
+File layout (https://github.com/huggingface/safetensors)::
+
+    8 bytes     little-endian uint64 n: the header's length
+    n bytes     UTF-8 JSON: {name: {"dtype": "F32", "shape": [...], "data_offsets": [b, e]},
+                             "__metadata__": {str: str}}   (padded with spaces)
+    rest        the tensors' raw little-endian bytes; offsets are relative to here,
+                contiguous, covering the rest exactly
+
+Nothing is executed on load: a pickle, a zip (.npz, torch.save), a truncated or
+otherwise corrupt file is rejected with a ValueError naming the file and what is
+wrong. Writes are atomic (temp file in the same folder, fsync, ``os.replace``,
+fsync of the folder), so a failing write leaves an existing file as it was.
+
+An nnx checkpoint stores the model's ``state_dict`` as ``model.<name>``, the
+optimizer's momentum buffers as ``optimizer.<index>`` and, under the metadata
+key ``"nnx"``, one JSON string: format, nnx version, model config, dtype, the
+backend it was saved from, optimizer and scheduler state (without arrays), the
+host RNG state and the caller's extra items (epoch, history, ...). Loading goes
+through NumPy, so any backend can load what any backend saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backends as _backends
+from .backend import resolve_backend
+from .backends import Backend
+from .module import Module, backend_of
+
+#: safetensors dtype names -> NumPy dtypes (little-endian). BF16 and FP8 have no NumPy dtype.
+DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype("?"),
+    "U8": np.dtype("u1"), "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"),
+    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"),
+    "U64": np.dtype("<u8"), "I64": np.dtype("<i8"),
+    "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+}
+_NAMES = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
+#: Known to the format but not representable in NumPy.
+_UNSUPPORTED = {"BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"}
+
+MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
+FORMAT = 1
+META_KEY = "nnx"
+_RESERVED = ("format", "nnx_version", "model_config", "dtype", "backend", "device",
+             "optimizer", "scheduler", "rng")
+
+
+# ---------------------------------------------------------------------------
+# low level: safetensors files
+# ---------------------------------------------------------------------------
+def _dtype_name(name: str, a: np.ndarray) -> str:
+    key = (a.dtype.kind, a.dtype.itemsize)
+    if key not in _NAMES or a.dtype.kind not in "biuf":
+        raise ValueError(f"tensor {name!r}: dtype {a.dtype} cannot be stored in safetensors "
+                         f"(supported: {', '.join(DTYPES)})")
+    return _NAMES[key]
+
+
+def _encode(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None
+            ) -> tuple[bytes, list[np.ndarray]]:
+    """(header bytes including the 8-byte length, little-endian contiguous arrays)."""
+    header: dict[str, Any] = {}
+    if metadata:
+        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise ValueError(f"metadata keys and values must be str; not so for {bad!r}")
+        header["__metadata__"] = dict(metadata)
+    arrays = []
+    offset = 0
+    for name, value in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"invalid tensor name {name!r}")
+        a = value if isinstance(value, np.ndarray) else _backends.to_numpy(value)
+        a = np.asarray(a)
+        code = _dtype_name(name, a)
+        a = np.asarray(a, dtype=DTYPES[code], order="C")  # little-endian, C order, 0-d kept
+        header[name] = {"dtype": code, "shape": [int(s) for s in a.shape],
+                        "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        arrays.append(a)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # data starts 8-byte aligned, as safetensors writes
+    return struct.pack("<Q", len(text)) + text, arrays
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_file(path: str | os.PathLike[str], tensors: Mapping[str, Any],
+              metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> array; NumPy or any backend) as a safetensors file.
+
+    ``metadata`` maps str to str. Atomic: the bytes go to a temp file in the
+    same folder, which is flushed, fsynced and renamed over ``path``; on any
+    error the temp file is removed and an existing ``path`` is left untouched.
+    Raises ValueError for names, dtypes (object, complex, ...) or metadata that
+    cannot be stored.
+    """
+    path = Path(path)
+    header, arrays = _encode(tensors, metadata)
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            for a in arrays:
+                if a.nbytes:
+                    f.write(memoryview(a.reshape(-1)).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _sniff(head: bytes) -> str | None:
+    """A description of a known non-safetensors format from the first bytes."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (e.g. an old torch.save or pickle.dump file), not safetensors; " \
+               "nnx never unpickles files"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive (an .npz file or a torch.save file), not safetensors"
+    if head[:6] == b"\x93NUMPY":
+        return "a NumPy .npy file, not safetensors"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip-compressed, not a safetensors file"
+    if head[:4] == b"\x89HDF":
+        return "an HDF5 file, not safetensors"
+    return None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r} in the JSON header")
+        out[k] = v
+    return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_header(header: Any, data_len: int, bad: Any) -> list[tuple[str, np.dtype, tuple, int, int]]:
+    """Validated entries (name, dtype, shape, begin, end) sorted by offset."""
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets, "
+                      f"got {info!r}")
+        code, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+        if code in _UNSUPPORTED:
+            raise bad(f"tensor {name!r}: dtype {code} has no NumPy equivalent")
+        if code not in DTYPES:
+            raise bad(f"tensor {name!r}: unknown dtype {code!r}")
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise bad(f"tensor {name!r}: shape must be a list of non-negative ints, got {shape!r}")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs) \
+                or not 0 <= offs[0] <= offs[1]:
+            raise bad(f"tensor {name!r}: data_offsets must be [begin, end] with "
+                      f"0 <= begin <= end, got {offs!r}")
+        nbytes = math.prod(shape) * DTYPES[code].itemsize
+        if offs[1] - offs[0] != nbytes:
+            raise bad(f"tensor {name!r}: shape {shape} of {code} needs {nbytes} bytes but "
+                      f"data_offsets {offs} span {offs[1] - offs[0]}")
+        entries.append((name, DTYPES[code], tuple(shape), offs[0], offs[1]))
+    entries.sort(key=lambda e: (e[3], e[4]))
+    pos = 0
+    for name, _, _, begin, end in entries:
+        if begin != pos:
+            what = "overlaps the previous tensor" if begin < pos else f"leaves a gap at {pos}"
+            raise bad(f"tensor {name!r}: data_offsets start at {begin}, which {what}")
+        pos = end
+    if pos > data_len:
+        raise bad(f"truncated: the header describes {pos} bytes of tensor data, the file holds "
+                  f"{data_len}")
+    if pos < data_len:
+        raise bad(f"{data_len - pos} unexpected bytes after the tensor data")
+    return entries
+
+
+def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file: (name -> NumPy array, metadata str -> str).
+
+    Validates everything before building arrays: header length within the file,
+    UTF-8 JSON object without duplicate keys, known dtypes, shape × itemsize ==
+    each span, offsets contiguous from 0 and covering the data exactly, metadata
+    str -> str. Raises FileNotFoundError, or ValueError naming the file and the
+    problem (also for pickles, zips/.npz and other formats: never unpickles).
+    """
+    path = Path(path)
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{path}: not a valid safetensors file: {msg}")
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        raw = f.read()
+    other = _sniff(raw[:8])
+    if other is not None:
+        raise ValueError(f"{path}: this file is {other}")
+    if len(raw) < 8:
+        raise bad(f"truncated: {len(raw)} bytes, shorter than the 8-byte header length")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > MAX_HEADER:
+        raise bad(f"header length {n} is implausibly large (limit {MAX_HEADER})")
+    if 8 + n > len(raw):
+        raise bad(f"truncated: header length {n} but only {len(raw) - 8} bytes follow")
+    if n < 2 or raw[8:9] != b"{":
+        raise bad("the header does not start with a JSON object '{'")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise bad(f"the header is not UTF-8 ({exc})") from None
+    except ValueError as exc:  # JSONDecodeError and our duplicate-key error
+        raise bad(f"the header is not valid JSON ({exc})") from None
+    data = memoryview(raw)[8 + n:]
+    entries = _parse_header(header, len(data), bad)
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise bad("__metadata__ must be an object of str -> str")
+    tensors = {}
+    for name, dt, shape, begin, end in entries:
+        a = np.frombuffer(data[begin:end], dtype=dt).reshape(shape)
+        tensors[name] = a.astype(dt.newbyteorder("="), copy=True)  # writable, native order
+    return tensors, dict(meta)
+
+
+# ---------------------------------------------------------------------------
+# high level: nnx checkpoints
+# ---------------------------------------------------------------------------
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    try:
+        a = _backends.to_numpy(obj)
+    except TypeError:
+        raise TypeError(f"checkpoint info: {type(obj).__name__} is not JSON serialisable") \
+            from None
+    return a.item() if a.ndim == 0 else a.tolist()
+
+
+def save(path: str | os.PathLike[str], model: Module, optimizer: Any = None,
+         scheduler: Any = None, **info: Any) -> None:
+    """Save ``model`` (and optionally ``optimizer``, ``scheduler``) atomically to ``path``.
+
+    Tensors: ``model.<param name>`` and ``optimizer.<param index>`` (momentum
+    buffers). Metadata ``"nnx"``: a JSON object with ``format``, ``nnx_version``,
+    ``model_config`` (``model.config`` or None), ``dtype``, ``backend``,
+    ``device``, ``optimizer`` / ``scheduler`` state (or None), ``rng`` (the host
+    generator's state) and the ``info`` items (JSON-serialisable: epoch,
+    history, best metric, ...).
+    """
+    from . import __version__
+
+    clash = sorted(set(info) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"save: info keys {clash} are reserved for nnx's own metadata")
+    state = model.state_dict()
+    tensors = {f"model.{k}": _backends.to_numpy(v) for k, v in state.items()}
+    first = next(iter(state.values()), None)
+    opt_meta = None
+    if optimizer is not None:
+        opt_state = dict(optimizer.state_dict())
+        for i, buf in opt_state.pop("buffers", {}).items():
+            tensors[f"optimizer.{i}"] = _backends.to_numpy(buf)
+        opt_meta = opt_state
+    meta = {
+        "format": FORMAT,
+        "nnx_version": __version__,
+        "model_config": getattr(model, "config", None),
+        "dtype": None if first is None else _backends.dtype_name(first.dtype),
+        "backend": None if first is None else backend_of(first).name,
+        "device": None if first is None else str(backend_of(first).device),
+        "optimizer": opt_meta,
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": _backends.get_rng_state(),
+        **info,
+    }
+    text = json.dumps(meta, default=_json_default)
+    save_file(path, tensors, {META_KEY: text})
+
+
+@dataclass
+class Checkpoint:
+    """A loaded nnx checkpoint: host NumPy ``tensors`` and the ``meta`` dict.
+
+    ``meta`` holds ``format``, ``nnx_version``, ``model_config``, ``dtype``,
+    ``backend``, ``device``, ``optimizer``, ``scheduler``, ``rng`` and the
+    ``info`` items given to :func:`save` (``meta["epoch"]``, ...).
+    """
+
+    tensors: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    path: str = field(default="")
+
+    @property
+    def model_state(self) -> dict[str, np.ndarray]:
+        """Parameter name -> array, for ``model.load_state_dict``."""
+        return {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}
+
+    @property
+    def optimizer_state(self) -> dict[str, Any] | None:
+        """The optimizer's ``state_dict`` with its buffers, or None if none was saved."""
+        opt = self.meta.get("optimizer")
+        if opt is None:
+            return None
+        buffers = {k[10:]: v for k, v in self.tensors.items() if k.startswith("optimizer.")}
+        return {**opt, "buffers": buffers}
+
+    @property
+    def scheduler_state(self) -> dict[str, Any] | None:
+        return self.meta.get("scheduler")
+
+    def build_model(self, backend: str | Backend | None = None) -> Module:
+        """A new model built from ``model_config`` holding the saved weights on ``backend``.
+
+        The host RNG state is left as it was (building draws initial weights).
+        """
+        from .models import build_model
+
+        cfg = self.meta.get("model_config")
+        if not cfg:
+            raise ValueError(f"{self.path}: the checkpoint has no model_config; build the model "
+                             "yourself and call Checkpoint.restore(model)")
+        be = resolve_backend(backend)
+        rng = _backends.get_rng_state()
+        try:
+            model = build_model(cfg, dtype=self.meta.get("dtype") or "float32", backend=be)
+        finally:
+            _backends.set_rng_state(rng)
+        model.load_state_dict(self.model_state)
+        return model
+
+    def restore(self, model: Module, optimizer: Any = None, scheduler: Any = None,
+                restore_rng: bool = True) -> None:
+        """Put the saved weights, optimizer and scheduler state (and RNG state) back.
+
+        Arrays are moved to each parameter's backend and device. Raises
+        ValueError when something asked for is not in the checkpoint or does
+        not fit (names, shapes, dtypes, optimizer or scheduler type).
+        """
+        opt_state = self.optimizer_state
+        sched_state = self.scheduler_state
+        if optimizer is not None and opt_state is None:
+            raise ValueError(f"{self.path}: the checkpoint holds no optimizer state")
+        if scheduler is not None and sched_state is None:
+            raise ValueError(f"{self.path}: the checkpoint holds no scheduler state")
+        for obj, st in ((optimizer, opt_state), (scheduler, sched_state)):
+            if obj is not None and st.get("type") != type(obj).__name__:
+                raise ValueError(f"{self.path}: the checkpoint holds {st.get('type')} state, "
+                                 f"not {type(obj).__name__}")
+        model.load_state_dict(self.model_state)
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_state)
+        if scheduler is not None:
+            scheduler.load_state_dict(sched_state)
+        if restore_rng and self.meta.get("rng") is not None:
+            _backends.set_rng_state(self.meta["rng"])
+
+
+def load(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read an nnx checkpoint (arrays on the host; nothing executed).
+
+    Raises FileNotFoundError, or ValueError for a file that is not a valid
+    safetensors file or carries no nnx metadata of a known format.
+    """
+    tensors, metadata = load_file(path)
+    if META_KEY not in metadata:
+        raise ValueError(f"{path}: a safetensors file, but not an nnx checkpoint (no "
+                         f"{META_KEY!r} metadata); read its arrays with nnx.checkpoint.load_file")
+    try:
+        meta = json.loads(metadata[META_KEY])
+    except ValueError as exc:
+        raise ValueError(f"{path}: the nnx metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{path}: nnx checkpoint format {fmt!r} is not supported (this nnx "
+                         f"reads format {FORMAT}); upgrade nnx")
+    return Checkpoint(tensors, meta, str(path))
+
+
+def load_model(path: str | os.PathLike[str], backend: str | Backend | None = None) -> Module:
+    """Rebuild the model saved in ``path`` from its config, with its weights, on ``backend``
+    (default: the active backend)."""
+    return load(path).build_model(backend)
+
+
+__all__ = ["Checkpoint", "load", "load_file", "load_model", "save", "save_file"]
