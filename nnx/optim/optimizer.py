@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import backends as _backends
-from .._array import array_namespace
+from .._array import array_namespace, dtype_str
 from ..module import Module, Parameter, as_parameter_list, backend_of
 
 
@@ -86,7 +86,7 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore lr, step count and momentum buffers (arrays of any backend are moved
-        to each parameter's backend and device)."""
+        to each parameter's backend and device and cast to its dtype)."""
         if state.get("type") != type(self).__name__:
             raise ValueError(f"{type(self).__name__}.load_state_dict: state is for "
                              f"{state.get('type')!r}")
@@ -100,7 +100,10 @@ class Optimizer:
             if tuple(int(s) for s in value.shape) != p.shape:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: buffer {i} has shape "
                                  f"{tuple(value.shape)}, parameter has {p.shape}")
-            buffers[i] = _backends.asarray(value, backend_of(p.data), copy=True)
+            # the parameter's backend, device and dtype (a float64 state may resume a
+            # float32 model: a float64 buffer would fail or upcast in the in-place update)
+            buffers[i] = _backends.asarray(value, backend_of(p.data), dtype=dtype_str(p.dtype),
+                                           copy=True)
         hyper = dict(state.get("hyperparameters", {}))
         self.lr = check_lr(hyper.pop("lr", self.lr))
         self._load_hyperparameters(hyper)
