@@ -1,0 +1,183 @@
+"""The process world: launch detection, ``init``, rank and size, barrier, batch split.
+
+mpi4py is imported only by :func:`init` and only when the process was started
+by an MPI launcher (``mpiexec``/``mpirun``/``srun`` with PMI), so ``import nnx``
+and single-process runs never touch MPI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("nnx")
+
+INSTALL_HINT = "pip install 'nnx-array[mpi]'"
+FORCE_ENV = "NNX_DISTRIBUTED"
+# Set by the common launchers in every process they start.
+LAUNCH_VARS = (
+    "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE",
+)
+SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+@dataclass
+class World:
+    """The state behind ``rank()``, ``world_size()`` and the collectives."""
+
+    initialized: bool = False
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    comm: Any = None  # mpi4py communicator (COMM_WORLD) when size > 1 or MPI was used
+    mpi: Any = None  # the mpi4py.MPI module
+    transports: dict[Any, Any] = field(default_factory=dict)
+    checked_layouts: set[str] = field(default_factory=set)
+
+
+_WORLD = World()
+
+
+def launched_under_mpi(environ: Mapping[str, str] | None = None) -> bool:
+    """True when an MPI launcher started this process.
+
+    ``NNX_DISTRIBUTED=1`` forces True (launchers this does not recognise),
+    ``NNX_DISTRIBUTED=0`` forces False (ignore MPI even under mpiexec).
+    """
+    environ = os.environ if environ is None else environ
+    forced = environ.get(FORCE_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    return any(environ.get(k) for k in LAUNCH_VARS)
+
+
+def launcher_world_size(environ: Mapping[str, str] | None = None) -> int | None:
+    """The number of processes the launcher announced (a lower bound), or None."""
+    environ = os.environ if environ is None else environ
+    sizes = []
+    for k in SIZE_VARS:
+        try:
+            sizes.append(int(environ[k]))
+        except (KeyError, ValueError):
+            continue
+    return max(sizes) if sizes else None
+
+
+def init(*, abort_on_error: bool = True) -> World:
+    """Join the MPI world when launched under MPI; otherwise a one-process world.
+
+    Idempotent (later calls return the same world). Under an MPI launcher this
+    imports mpi4py, reads the rank and world size from ``MPI.COMM_WORLD`` and
+    the rank within the node; with ``abort_on_error`` and more than one rank it
+    installs :func:`nnx.distributed.install_excepthook`, so an uncaught
+    exception on any rank ends the whole job with that rank's message instead
+    of leaving the others waiting in a collective.
+
+    Raises RuntimeError when a launcher started several processes but mpi4py is
+    missing (each would otherwise train alone and overwrite the others' files).
+    """
+    world = _WORLD
+    if world.initialized:
+        return world
+    if launched_under_mpi():
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            size = launcher_world_size()
+            if size is not None and size > 1:
+                raise RuntimeError(
+                    f"nnx.distributed: started by an MPI launcher with {size} processes but "
+                    f"mpi4py cannot be imported ({exc}); install it with {INSTALL_HINT}"
+                ) from None
+            logger.warning("nnx.distributed: MPI launch detected but mpi4py is missing (%s); "
+                           "running as a single process", exc)
+        else:
+            comm = MPI.COMM_WORLD
+            world.mpi, world.comm = MPI, comm
+            world.rank, world.size = comm.Get_rank(), comm.Get_size()
+            node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+            world.local_rank = node.Get_rank()
+            node.Free()
+    world.initialized = True
+    if world.size > 1:
+        logger.info("nnx.distributed: rank %d of %d (local rank %d)", world.rank, world.size,
+                    world.local_rank)
+        if abort_on_error:
+            from ._guard import install_excepthook
+
+            install_excepthook()
+    return world
+
+
+def get_world() -> World:
+    """The world, initialised on first use (see :func:`init`)."""
+    return _WORLD if _WORLD.initialized else init()
+
+
+def rank() -> int:
+    """This process's rank in the world (0 in a single-process world)."""
+    return get_world().rank
+
+
+def world_size() -> int:
+    """Number of processes in the world (1 when not launched under MPI)."""
+    return get_world().size
+
+
+def local_rank() -> int:
+    """Rank among the processes on this node (pick the GPU with it: ``local_rank() % n_gpus``)."""
+    return get_world().local_rank
+
+
+def is_main() -> bool:
+    """True on rank 0, the one that writes checkpoints, history, plots and logs."""
+    return get_world().rank == 0
+
+
+def is_distributed() -> bool:
+    """True when more than one process takes part."""
+    return get_world().size > 1
+
+
+def barrier() -> None:
+    """Wait until every rank reaches this point (no-op in a single-process world)."""
+    world = get_world()
+    if world.size > 1:
+        world.comm.Barrier()
+
+
+def local_batch_size(global_batch: int, world_size: int | None = None) -> int:
+    """The per-rank batch for a ``global_batch`` split evenly over the ranks.
+
+    Raises ValueError when the world has more ranks than the global batch has
+    samples, or when the batch does not split evenly (uneven shards would weight
+    the ranks' gradients unequally in the average).
+    """
+    size = get_world().size if world_size is None else int(world_size)
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise ValueError(f"global batch size must be a positive integer, got {global_batch!r}")
+    if size > global_batch:
+        raise ValueError(
+            f"world size {size} is larger than the global batch size {global_batch}: every "
+            f"rank needs at least one sample per step; launch at most {global_batch} ranks "
+            f"or use a global batch of at least {size}"
+        )
+    if global_batch % size:
+        lower = global_batch - global_batch % size
+        raise ValueError(
+            f"global batch size {global_batch} does not split evenly over {size} ranks; "
+            f"use a multiple of {size} (e.g. {lower} or {lower + size})"
+        )
+    return global_batch // size
+
+
+def _reset_for_tests() -> None:
+    """Forget the world (tests only; never call after MPI was initialised)."""
+    global _WORLD
+    _WORLD = World()
