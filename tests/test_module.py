@@ -118,6 +118,21 @@ def test_backward_params_only_gives_the_same_parameter_gradients(backend, rng):
         nt.check_placement(b.grad, x, "float64", name)
 
 
+def test_backward_params_only_with_a_linear_first(backend, rng):
+    x = nnx.asarray(rng.standard_normal((3, 4)))
+    g = nnx.asarray(rng.standard_normal((3, 3)))
+    nnx.manual_seed(6)
+    full = mlp("float64")
+    nnx.manual_seed(6)
+    fast = mlp("float64")
+    full(x)
+    full.backward(g)
+    fast(x)
+    fast.backward_params_only(g)
+    for (name, a), (_, b) in zip(full.named_parameters(), fast.named_parameters()):
+        nt.assert_close(b.grad, nnx.to_numpy(a.grad), "float64", name)
+
+
 def test_outputs_and_gradients_keep_backend_device_dtype(backend, dtype, rng):
     model = cnn(dtype)
     x = nnx.asarray(rng.standard_normal((2, 1, 4, 4)), dtype=dtype)

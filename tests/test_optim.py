@@ -375,6 +375,39 @@ def test_load_state_dict_errors(backend):
         opt.load_state_dict(bad)
 
 
+@pytest.mark.parametrize("hyper,match", [
+    ({"lr": -1.0}, "lr"),
+    ({"lr": 0.1, "momentum": 1.5}, "momentum"),
+    ({"lr": 0.1, "weight_decay": -0.1}, "weight_decay"),
+    ({"lr": 0.1, "momentum": 0.0, "nesterov": True}, "nesterov"),
+    ({"lr": 0.1, "nesterov": "yes"}, "nesterov"),
+    ({"lr": 0.1, "betas": [0.9, 0.99]}, "betas"),
+])
+def test_load_state_dict_validates_hyperparameters_and_changes_nothing(backend, hyper, match):
+    init, noise = problem(seed=8, steps=1)
+    params = make_params(init, "float32")
+    opt = SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    set_grads(params, noise[0])
+    opt.step()
+    before = (opt.lr, opt.hyperparameters(), opt.step_count,
+              [nnx.to_numpy(b).copy() for b in opt.buffers])
+    state = opt.state_dict()
+    state = {**state, "hyperparameters": hyper,
+             "buffers": {k: nnx.to_numpy(v) * 0 for k, v in state["buffers"].items()},
+             "step_count": 99}
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state)
+    assert (opt.lr, opt.hyperparameters(), opt.step_count) == before[:3]
+    for b, saved in zip(opt.buffers, before[3]):
+        np.testing.assert_array_equal(nnx.to_numpy(b), saved)
+
+
+def test_load_state_dict_sets_hyperparameters():
+    opt = MomentGD(_params(), lr=0.1, mu=0.5)
+    opt.load_state_dict(MomentGD(_params(), lr=0.2, mu=0.8, weight_decay=0.01).state_dict())
+    assert (opt.lr, opt.mu, opt.weight_decay) == (0.2, 0.8, 0.01)
+
+
 @pytest.mark.parametrize("opt_cls", [SGD, MomentGD])
 def test_buffers_keep_parameter_placement(backend, dtype, opt_cls):
     init, noise = problem(seed=6, steps=3)

@@ -85,34 +85,58 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore lr, step count and momentum buffers (arrays of any backend are moved
-        to each parameter's backend and device and cast to its dtype)."""
-        if state.get("type") != type(self).__name__:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state is for "
-                             f"{state.get('type')!r}")
+        """Restore lr, hyperparameters, step count and momentum buffers (arrays of any
+        backend are moved to each parameter's backend and device and cast to its dtype).
+
+        Everything is validated first (as the constructor does); on a ValueError the
+        optimizer is left unchanged.
+        """
+        name = type(self).__name__
+        if state.get("type") != name:
+            raise ValueError(f"{name}.load_state_dict: state is for {state.get('type')!r}")
         buffers: list[Any] = [None] * len(self.params)
         for key, value in state.get("buffers", {}).items():
             i = int(key)
             if not 0 <= i < len(self.params):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: buffer {i} but only "
+                raise ValueError(f"{name}.load_state_dict: buffer {i} but only "
                                  f"{len(self.params)} parameters")
             p = self.params[i]
             if tuple(int(s) for s in value.shape) != p.shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: buffer {i} has shape "
+                raise ValueError(f"{name}.load_state_dict: buffer {i} has shape "
                                  f"{tuple(value.shape)}, parameter has {p.shape}")
             # the parameter's backend, device and dtype (a float64 state may resume a
             # float32 model: a float64 buffer would fail or upcast in the in-place update)
             buffers[i] = _backends.asarray(value, backend_of(p.data), dtype=dtype_str(p.dtype),
                                            copy=True)
         hyper = dict(state.get("hyperparameters", {}))
-        self.lr = check_lr(hyper.pop("lr", self.lr))
-        self._load_hyperparameters(hyper)
+        try:
+            lr = check_lr(hyper.pop("lr", self.lr))
+            checked = self._check_hyperparameters(hyper)
+        except ValueError as exc:
+            raise ValueError(f"{name}.load_state_dict: {exc}") from None
+        self.lr = lr
+        for key, value in checked.items():
+            setattr(self, key, value)
         self.buffers = buffers
         self.step_count = int(state.get("step_count", 0))
 
-    def _load_hyperparameters(self, hyper: dict[str, Any]) -> None:
-        for key, value in hyper.items():
-            setattr(self, key, value)
+    def _check_hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
+        """``hyper`` merged over the current hyperparameters, validated as the constructor."""
+        current = self.hyperparameters()
+        unknown = sorted(set(hyper) - set(current))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {', '.join(unknown)}")
+        out = {**current, **hyper}
+        for key, value in out.items():
+            if key == "weight_decay":
+                out[key] = check_weight_decay(value)
+            elif key in ("momentum", "mu"):
+                out[key] = check_momentum(key, value)
+            elif key == "nesterov" and not isinstance(value, bool):
+                raise ValueError(f"nesterov must be True or False, got {value!r}")
+        if out.get("nesterov") and out.get("momentum", 0.0) == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        return out
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
