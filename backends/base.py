@@ -35,6 +35,10 @@ class Backend:
     """
 
     name: str = "?"
+    #: Arrays live in host memory (NumPy, array-api-strict, torch on the CPU). Loaders
+    #: convert batches on the host for these and on the device for the others, so only
+    #: the compact uint8 pixels cross the bus.
+    is_host: bool = True
 
     def __init__(self, xp: Any, device: Any) -> None:
         self.xp = xp

@@ -37,6 +37,7 @@ def probe() -> str | None:
 
 class CupyBackend(Backend):
     name = "cupy"
+    is_host = False
 
     def __init__(self, device: Any = None) -> None:
         reason = probe()

@@ -56,6 +56,7 @@ class TorchBackend(Backend):
                 )
             dev = torch.device("cuda", index)
         super().__init__(xp_torch, dev)
+        self.is_host = dev.type == "cpu"
 
     def owns(self, x: Any) -> bool:
         return array_api_compat.is_torch_array(x)

@@ -439,3 +439,23 @@ def test_make_sample_reproduces_bundled_files(tmp_path):
     folder = resources.files("nnx.data").joinpath("mnist_sample")
     for name in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
         assert (tmp_path / name).read_bytes() == folder.joinpath(name).read_bytes(), name
+
+
+def test_device_backends_get_uint8_batches_scaled_on_the_device():
+    """On a GPU backend only uint8 pixels cross the bus; values equal the host conversion."""
+    pytest.importorskip("torch")
+    import nnx.testing as nt
+
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (37, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 37)
+    host = nt.make_backend("torch:cpu")
+    device_like = nt.make_backend("torch:cpu")
+    device_like.is_host = False  # take the device path on the CPU
+    a = list(DataLoader(images, labels, 8, seed=1, backend=host))
+    b = list(DataLoader(images, labels, 8, seed=1, backend=device_like))
+    assert len(a) == len(b) == 5
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert str(xb.dtype) == "torch.float32" and tuple(xb.shape) == tuple(xa.shape)
+        np.testing.assert_array_equal(nnx.to_numpy(xa), nnx.to_numpy(xb))
+        np.testing.assert_array_equal(nnx.to_numpy(ya), nnx.to_numpy(yb))

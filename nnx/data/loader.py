@@ -173,7 +173,13 @@ class DataLoader:
         return self._generate(steps, be)
 
     def _generate(self, steps: list[np.ndarray], be: Backend) -> Iterator[tuple[Any, Any]]:
+        on_device = not be.is_host and self.images.dtype == np.uint8
         for idx in steps:
+            if on_device:  # move the uint8 pixels (4x fewer bytes), scale on the device
+                x = be.xp.astype(be.from_numpy(self.images[idx]), be.xp.float32)
+                x /= 255
+                yield x, be.from_numpy(self.labels[idx])
+                continue
             x, y = self._batch(idx)
             yield be.from_numpy(x), be.from_numpy(y)
 
