@@ -181,7 +181,8 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
     """Central finite differences against ``module.backward`` in float64.
 
     Uses the scalar L = Σ module(x) ⊙ R for a fixed random R, and checks dL/dx
-    and dL/dθ for every parameter θ. The module must hold float64 parameters;
+    and dL/dθ for every parameter θ (values, and that each gradient is a float64
+    array of the module's library and device). The module must hold float64 parameters;
     ``x`` may be a host NumPy array or an array of the module's backend.
     Raises AssertionError naming the first gradient that disagrees.
     """
@@ -203,9 +204,11 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
     r_be = be.from_numpy(r)
     out = forward(x_host)
     dx = module.backward(r_be)
+    check_placement(dx, r_be, "float64", f"gradcheck: input gradient of {module!r}")
     analytic = {"input": _backends.to_numpy(dx)}
     for name, p in params:
         if p.grad is not None:
+            check_placement(p.grad, r_be, "float64", f"gradcheck: {name}.grad of {module!r}")
             analytic[name] = _backends.to_numpy(p.grad)
 
     def loss_of_input(xh: np.ndarray) -> float:

@@ -313,6 +313,8 @@ POOL_CASES = [
     (2, 1, 4, 7, (2, 3), (1, 2), (1, 0)),
     (1, 1, 7, 5, 3, 3, 0),
     (1, 2, 3, 3, 1, 2, 0),
+    (2, 1, 6, 4, (3, 2), None, 0),  # windows tile the image exactly
+    (1, 2, 5, 5, 2, None, 0),  # the last row and column fall outside every window
 ]
 
 
@@ -818,3 +820,63 @@ def test_layers_work_under_every_backend_library(backend):
         y = layer(x)
         assert B.array_library(y) == backend.name
         nt.check_placement(y, x, "float32", repr(layer))
+
+
+# ---------------------------------------------------------------------------
+# The public helpers catch what they are there to catch
+# ---------------------------------------------------------------------------
+
+
+class _WrongBackward(nnx.Module):
+    """y = 2x, but backward claims 3g."""
+
+    def forward(self, x):
+        return x * 2.0
+
+    def backward(self, grad_out):
+        return grad_out * 3.0
+
+
+def test_gradcheck_catches_a_wrong_backward(backend, rng):
+    with pytest.raises(AssertionError, match="gradcheck"):
+        nt.gradcheck(_WrongBackward(), backend.from_numpy(rng.standard_normal((2, 3))))
+
+
+def test_gradcheck_catches_a_wrong_parameter_gradient(backend, rng):
+    layer = nnx.Linear(3, 2, dtype="float64")
+    original = layer.backward
+
+    def backward(g):
+        dx = original(g)
+        layer.bias.grad = layer.bias.grad * 1.01
+        return dx
+
+    layer.backward = backward
+    with pytest.raises(AssertionError, match="bias"):
+        nt.gradcheck(layer, rng.standard_normal((2, 3)))
+
+
+def test_assert_matches_reference_catches_bad_results(backend, rng):
+    x = rng.standard_normal((2, 3))
+    with pytest.raises(AssertionError, match="dtype"):
+        nt.assert_matches_reference(lambda a: nnx.get_backend().xp.astype(a, nnx.get_backend().xp.float64)
+                                    if nt.dtype_of(a) == "float32" else a * 1.0,
+                                    x, backend=backend, dtype="float32")
+
+    def modifies(a):
+        a *= 2.0
+        return a * 1.0
+
+    with pytest.raises(AssertionError, match="input 0 was modified"):
+        nt.assert_matches_reference(modifies, x, backend=backend, dtype="float32")
+
+    def off_on_others(a):
+        return a * (1.0 if nnx.get_backend().name == "numpy" and nt.dtype_of(a) == "float64"
+                    else 1.001)
+
+    with pytest.raises(AssertionError):
+        nt.assert_matches_reference(off_on_others, x, backend=backend, dtype="float32")
+    if backend.name != "numpy":
+        with pytest.raises(AssertionError, match="numpy array"):
+            nt.assert_matches_reference(lambda a: nnx.to_numpy(a) * 1.0, x, backend=backend,
+                                        dtype="float64")
