@@ -211,6 +211,8 @@ def _footer(doc: dict[str, Any]) -> list[str]:
                  f"OPENBLAS_CORETYPE={m['env'].get('OPENBLAS_CORETYPE')} "
                  f"OPENBLAS_L2_SIZE={m['env'].get('OPENBLAS_L2_SIZE')}"
                  + (" (unset in the children)" if doc["settings"].get("unset_openblas_env") else ""))
+    if doc.get("interrupted"):
+        lines.append(f"INTERRUPTED ({doc['interrupted']}): only the measurements done before it are shown")
     for s in doc.get("skipped", []):
         lines.append(f"skipped {s['impl']}: {s['reason']}")
     busy = [r for r in doc["results"]

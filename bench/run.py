@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -233,10 +234,21 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure_all(args: argparse.Namespace, impls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every (round, model, batch, impl) in its own process, PyTorch and nnx alternating."""
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C: stop measuring and report what was measured so far."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def measure_all(args: argparse.Namespace, impls: list[dict[str, Any]],
+                measurements: list[dict[str, Any]]) -> None:
+    """Every (round, model, batch, impl) in its own process, PyTorch and nnx alternating.
+
+    Appends to ``measurements`` as it goes, so an interrupted run keeps what it measured.
+    """
     env = child_env(args)
-    measurements = []
     total = args.rounds * len(args.models) * len(args.batches) * len(impls)
     n = 0
     for rnd in range(args.rounds):
@@ -253,7 +265,6 @@ def measure_all(args: argparse.Namespace, impls: list[dict[str, Any]]) -> list[d
                              else f"FAILED: {m['error']}")
                     _log(f"[{n}/{total}] round {rnd + 1} {model} b{batch} {impl['name']}: {shown}"
                          f" (foreign load {m.get('foreign_load')})")
-    return measurements
 
 
 def seed_conv(args: argparse.Namespace) -> dict[str, Any]:
@@ -273,8 +284,18 @@ def build_document(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"bench: skipping {s['impl']}: {s['reason']}")
     if not impls:
         raise SystemExit("bench: nothing to measure (no usable backend or reference)")
-    measurements = measure_all(args, impls)
-    seed = seed_conv(args) if args.seed_conv else None
+    measurements: list[dict[str, Any]] = []
+    interrupted = None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        measure_all(args, impls, measurements)
+        seed = seed_conv(args) if args.seed_conv else None
+    except (Interrupted, KeyboardInterrupt) as exc:
+        interrupted = str(exc) or type(exc).__name__
+        seed = None
+        _log(f"bench: interrupted ({interrupted}); reporting the {len(measurements)} measurements done")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     results = report.summarise(measurements, impls, args.models, args.batches)
     comparisons = report.compare(results)
     desc["load_average_end"] = machine.load_average()
@@ -297,6 +318,7 @@ def build_document(args: argparse.Namespace) -> dict[str, Any]:
         "targets": report.check_targets(comparisons),
         "scaling": report.scaling(results),
         "seed_conv": seed,
+        "interrupted": interrupted,
         "wall_s": round(time.perf_counter() - t0, 1),
     }
 
@@ -313,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     tab = report.table(doc)
     print(tab, file=sys.stdout if args.table else sys.stderr, flush=True)
+    if doc["interrupted"]:
+        return 2
     return 1 if any(r["errors"] for r in doc["results"]) else 0
 
 
