@@ -785,6 +785,28 @@ def test_backward_before_forward(backend, make):
         layer.backward(g)
 
 
+@pytest.mark.parametrize("make,x_shape,g_shape", [
+    (lambda: nnx.Linear(3, 2), (4, 3), (1, 2)),
+    (lambda: nnx.Linear(3, 2), (4, 3), (4, 3)),
+    (lambda: nnx.Conv2d(3, 2, 3), (2, 3, 4, 4), (2, 2, 1, 1)),
+    (lambda: nnx.MaxPool2d(2), (2, 3, 4, 4), (2, 3, 1, 1)),
+    (lambda: nnx.MaxPool2d(2), (2, 3, 4, 4), (1, 1, 2, 2)),
+    (lambda: nnx.ReLU(), (2, 3, 4), (1,)),
+    (lambda: nnx.ReLU(), (2, 3, 4), (4,)),
+    (lambda: nnx.Flatten(), (2, 3, 4, 4), (2, 8, 6)),
+    (lambda: nnx.ZeroPad2d(1), (2, 3, 4, 4), (2, 3, 5, 5)),
+], ids=["Linear-batch", "Linear-features", "Conv2d", "MaxPool2d", "MaxPool2d-broadcast",
+        "ReLU-scalar", "ReLU-broadcast", "Flatten", "ZeroPad2d"])
+def test_backward_with_a_wrong_gradient_shape(backend, make, x_shape, g_shape):
+    # a broadcastable gradient must not give silently wrong gradients
+    layer = make()
+    layer(f32(backend, x_shape))
+    with pytest.raises(ValueError) as info:
+        layer.backward(f32(backend, g_shape))
+    msg = str(info.value)
+    assert type(layer).__name__ in msg and ", ".join(map(str, g_shape)) in msg, msg
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: nnx.Conv2d(1, 1, 0), "kernel_size"),
     (lambda: nnx.Conv2d(1, 1, 3, stride=0), "stride"),

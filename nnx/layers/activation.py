@@ -6,7 +6,7 @@ from typing import Any
 
 from .._array import array_namespace, shape_str
 from ..module import Module
-from ._common import check_input, missing_cache
+from ._common import check_grad_shape, check_input, missing_cache
 
 
 class ReLU(Module):
@@ -25,6 +25,7 @@ class ReLU(Module):
         if self._cache_out is None:
             raise missing_cache(self)
         xp = array_namespace(grad_out)
+        check_grad_shape(self, grad_out, self._cache_out.shape)
         return grad_out * xp.astype(self._cache_out > 0, grad_out.dtype)
 
 
@@ -48,4 +49,8 @@ class Flatten(Module):
     def backward(self, grad_out: Any) -> Any:
         if self._cache_shape is None:
             raise missing_cache(self)
+        flat = 1
+        for s in self._cache_shape[1:]:
+            flat *= int(s)
+        check_grad_shape(self, grad_out, (self._cache_shape[0], flat))
         return array_namespace(grad_out).reshape(grad_out, self._cache_shape)

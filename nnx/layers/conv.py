@@ -12,6 +12,7 @@ from ..module import Module, Parameter
 from ._common import (
     backend_arg,
     check_dtype_arg,
+    check_grad_shape,
     check_input,
     missing_cache,
     pair,
@@ -51,6 +52,7 @@ class Conv2d(Module):
         )
         self.bias = Parameter(_init.bias(out_channels, fan_in, dtype, be)) if bias else None
         self._cache: Any = None
+        self._cache_out_shape: Any = None
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -75,6 +77,7 @@ class Conv2d(Module):
         out, cache = conv2d_forward(xp, x, w, None if self.bias is None else self.bias.data,
                                     self.stride, self.padding)
         self._cache = cache if self.training else None
+        self._cache_out_shape = tuple(out.shape) if self.training else None
         return out
 
     def backward(self, grad_out: Any) -> Any:
@@ -87,6 +90,7 @@ class Conv2d(Module):
         if self._cache is None:
             raise missing_cache(self)
         xp = check_input(self, grad_out, self.weight.data, 4, "(batch, out_channels, Ho, Wo)")
+        check_grad_shape(self, grad_out, self._cache_out_shape)
         dx, dw, db = conv2d_backward(xp, grad_out, self._cache, self.weight.data, self.stride,
                                      self.padding, need_bias=self.bias is not None,
                                      need_input_grad=need_input_grad)

@@ -8,7 +8,14 @@ from .. import init as _init
 from ..backends import Backend
 from ..functional import linear_backward, linear_forward
 from ..module import Module, Parameter
-from ._common import backend_arg, check_dtype_arg, check_input, missing_cache, positive_int
+from ._common import (
+    backend_arg,
+    check_dtype_arg,
+    check_grad_shape,
+    check_input,
+    missing_cache,
+    positive_int,
+)
 
 
 class Linear(Module):
@@ -59,6 +66,7 @@ class Linear(Module):
         if self._cache_x is None:
             raise missing_cache(self)
         xp = check_input(self, grad_out, self.weight.data, 2, f"(batch, {self.out_dim})")
+        check_grad_shape(self, grad_out, (self._cache_x.shape[0], self.out_dim))
         dx, dw, db = linear_backward(xp, grad_out, self._cache_x, self.weight.data,
                                      need_bias=self.bias is not None,
                                      need_input_grad=need_input_grad)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import shape_str
 from ..functional import zero_pad2d_backward, zero_pad2d_forward
 from ..module import Module
-from ._common import check_input, missing_cache
+from ._common import check_grad_shape, check_input, missing_cache
 
 
 class ZeroPad2d(Module):
@@ -48,7 +47,5 @@ class ZeroPad2d(Module):
         left, right, top, bottom = self.pad
         *lead, h, w = self._cache_shape
         expected = (*lead, h + top + bottom, w + left + right)
-        if tuple(grad_out.shape) != expected:
-            raise ValueError(f"{self!r}: gradient of shape {shape_str(grad_out.shape)} does not "
-                             f"match the output shape {shape_str(expected)}")
+        check_grad_shape(self, grad_out, expected)
         return zero_pad2d_backward(xp, grad_out, self.pad)

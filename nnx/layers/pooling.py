@@ -7,7 +7,7 @@ from typing import Any
 from .._array import shape_str
 from ..functional import max_pool2d_backward, max_pool2d_forward
 from ..module import Module
-from ._common import check_input, missing_cache, pair
+from ._common import check_grad_shape, check_input, missing_cache, pair
 
 
 class MaxPool2d(Module):
@@ -31,6 +31,7 @@ class MaxPool2d(Module):
                 raise ValueError(f"MaxPool2d: padding {padding!r} must be at most half of "
                                  f"kernel_size {kernel_size!r}")
         self._cache: Any = None
+        self._cache_out_shape: Any = None
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -43,11 +44,13 @@ class MaxPool2d(Module):
                              f"the kernel {self.kernel_size[0]}x{self.kernel_size[1]}")
         out, cache = max_pool2d_forward(xp, x, self.kernel_size, self.stride, self.padding)
         self._cache = cache if self.training else None
+        self._cache_out_shape = tuple(out.shape) if self.training else None
         return out
 
     def backward(self, grad_out: Any) -> Any:
         if self._cache is None:
             raise missing_cache(self)
         xp = check_input(self, grad_out, None, 4, "(batch, channels, Ho, Wo)")
+        check_grad_shape(self, grad_out, self._cache_out_shape)
         return max_pool2d_backward(xp, grad_out, self._cache, self.kernel_size, self.stride,
                                    self.padding)
