@@ -62,7 +62,7 @@ class CrossEntropyLoss:
         onehot = xp.astype(xp.reshape(labels, (bsz, 1)) == classes_row, logits.dtype)
         loss = -xp.sum(logp * onehot) / bsz
         self._cache = (logp, onehot)
-        return loss
+        return xp.asarray(loss)  # a 0-d array (NumPy's reductions give a scalar)
 
     def backward(self) -> Any:
         """dL/dlogits = (softmax − onehot) / B for the last forward call."""

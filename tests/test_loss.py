@@ -36,7 +36,8 @@ def test_cross_entropy_matches_reference(backend, dtype, rng, bsz, classes):
     z = rng.standard_normal((bsz, classes)) * 3
     labels = rng.integers(0, classes, size=bsz)
     value, grad = nt.assert_matches_reference(loss_run, z, labels, backend=backend, dtype=dtype)
-    assert tuple(value.shape) == ()
+    assert tuple(value.shape) == () and value.ndim == 0
+    assert type(value) is type(backend.from_numpy(np.zeros(1)))  # a 0-d array, not a scalar
     ref_loss, ref_grad = ref_cross_entropy(z, labels)
     nt.assert_close(value, ref_loss, dtype, "loss")
     nt.assert_close(grad, ref_grad, dtype, "dlogits")

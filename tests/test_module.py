@@ -147,6 +147,19 @@ def test_outputs_and_gradients_keep_backend_device_dtype(backend, dtype, rng):
     np.testing.assert_array_equal(nnx.to_numpy(x), x_before)
 
 
+def test_layers_read_parameter_data_at_every_forward(backend, rng):
+    """Optimizers may rebind ``.data``: the next forward (and backward) must use the new array."""
+    x = nnx.asarray(rng.standard_normal((2, 1, 4, 4)), dtype="float32")
+    model = cnn()
+    model(x)
+    for p in model.parameters():
+        p.data = nnx.asarray(np.zeros(p.shape, dtype=np.float32))
+    y = model(x)
+    np.testing.assert_array_equal(nnx.to_numpy(y), np.zeros((2, 3)))
+    dx = model.backward(nnx.asarray(np.ones((2, 3)), dtype="float32"))
+    np.testing.assert_array_equal(nnx.to_numpy(dx), np.zeros((2, 1, 4, 4)))
+
+
 # ---------------------------------------------------------------------------
 # state_dict / load_state_dict
 # ---------------------------------------------------------------------------

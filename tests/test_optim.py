@@ -408,12 +408,13 @@ def test_load_state_dict_sets_hyperparameters():
     assert (opt.lr, opt.mu, opt.weight_decay) == (0.2, 0.8, 0.01)
 
 
+@pytest.mark.parametrize("wd", [0.0, 0.01])
 @pytest.mark.parametrize("opt_cls", [SGD, MomentGD])
-def test_buffers_keep_parameter_placement(backend, dtype, opt_cls):
+def test_buffers_keep_parameter_placement(backend, dtype, opt_cls, wd):
     init, noise = problem(seed=6, steps=3)
     params = make_params(init, dtype)
     kw = dict(momentum=0.9) if opt_cls is SGD else dict(mu=0.9)
-    opt = opt_cls(params, lr=0.1, weight_decay=0.01, **kw)
+    opt = opt_cls(params, lr=0.1, weight_decay=wd, **kw)
     for t in range(3):
         set_grads(params, noise[t])
         grads_before = [nnx.to_numpy(p.grad).copy() for p in params]
