@@ -169,12 +169,18 @@ class Module:
            dtype: str | None = None) -> Module:
         """Move every parameter to ``backend`` (a name or Backend) and/or cast to ``dtype``.
 
-        Returns ``self``; gradients and kept activations are dropped.
+        With only ``device``, parameters stay in their array library and move to that
+        device (as PyTorch's ``.to(device)``). Returns ``self``; gradients and kept
+        activations are dropped.
         """
-        target = resolve_backend(backend, device) if (backend is not None or device is not None) \
-            else None
+        target = resolve_backend(backend, device) if backend is not None else None
         for p in self.parameters():
-            dest = target if target is not None else _backend_of(p.data)
+            if target is not None:
+                dest = target
+            elif device is not None:
+                dest = _backends.create_backend(_backends.array_library(p.data), device)
+            else:
+                dest = _backend_of(p.data)
             p.data = _backends.asarray(p.data, dest, dtype=dtype)
             p.grad = None
         for m in self.modules():

@@ -369,6 +369,13 @@ def test_to_second_device_and_back(rng):
         model(d0.from_numpy(np.zeros((3, 4), dtype=np.float32)))
     model.to(d0)
     assert all("CPU_DEVICE" in str(p.data.device) for p in model.parameters())
+    # only a device: the library stays (as torch's .to(device)), whatever backend is active
+    with nnx.use_backend("numpy"):
+        model.to(device="device1")
+    for name, p in model.named_parameters():
+        assert B.array_library(p.data) == "array_api_strict", name
+        assert "device1" in str(p.data.device), name
+        np.testing.assert_array_equal(nnx.to_numpy(p.data), ref[name])
 
 
 def test_model_loaded_on_device1_from_numpy_state(rng):
