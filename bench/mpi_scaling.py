@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": cores, "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(),
                     "load_average_before": [round(v, 2) for v in load_before]},
-        "command": "python bench/mpi_scaling.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python bench/mpi_scaling.py", *(argv or sys.argv[1:])]),
         "notes": ("images_per_s = global_batch * steps / wall time of the timed steps (rank 0, "
                   "between barriers); allreduce_ms_per_step is the time inside "
                   "allreduce_gradients averaged over ranks, waiting for the slower rank included"),
