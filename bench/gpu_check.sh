@@ -59,13 +59,13 @@ print(json.dumps(out, indent=1))
 PY
 
 step "test suite on cupy, numpy, torch (CUDA)"
-NNX_TEST_BACKENDS=cupy,numpy,torch timeout 200 python3 -m pytest -q -rs -p no:cacheprovider \
+NNX_TEST_BACKENDS=cupy,numpy,torch timeout 180 python3 -m pytest -q -rs -p no:cacheprovider \
   -m "not slow" --junitxml="$OUT/pytest.xml" tests 2>&1 | tail -n 60 | tee "$OUT/pytest_tail.txt"
 echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/pytest_tail.txt"
 
 step "training benchmark (cupy, numpy, PyTorch CUDA and CPU), batch 128 and 512"
-timeout 200 python3 -m bench --models MLP,LeNet5,WideCNN --batches 128,512 \
-  --backends cupy,numpy --torch cuda,cpu --rounds 3 --steps 20 --max-time 4 \
+timeout 230 python3 -m bench --models MLP,LeNet5,WideCNN --batches 128,512 \
+  --backends cupy,numpy --torch cuda,cpu --rounds 2 --steps 15 --max-time 3 \
   --no-seed-conv --out "$OUT/bench.json" --table 2>&1 | tee "$OUT/bench_table.txt"
 echo "bench exit: ${PIPESTATUS[0]}"
 

@@ -150,12 +150,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     world = 1 if dist is None else dist.world_size()
     rank = 0 if dist is None else dist.rank()
     if dist is not None:
-        dist.check_batch(args.batch_size)
+        dist.local_batch_size(args.batch_size)  # a clear error for a bad launch
         dist.broadcast_parameters(model)
     train = DataLoader(data.train_images, data.train_labels, args.batch_size, shuffle=True,
                        seed=args.seed, rank=rank, world_size=world)
-    val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False,
-                     rank=rank, world_size=world)
+    # every rank evaluates the whole held-out split: exact figures, identical on all ranks
+    val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False)
     config = {
         "model": args.model, "data": args.data, "data_source": data.source, "seed": args.seed,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
@@ -259,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if getattr(args, "distributed", False):
+            from . import distributed
+
+            if distributed.world_size() > 1:  # the other ranks would wait forever
+                distributed.abort(f"nnx {args.command}: error: {message}")
         print(f"nnx {args.command}: error: {message}", file=sys.stderr)
         return 1
 

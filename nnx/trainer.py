@@ -117,10 +117,17 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------
     def train_step(self, x: Any, y: Any) -> tuple[float, int]:
-        """Forward, loss, backward, update on one batch; returns (loss, correct)."""
+        """Forward, loss, backward, update on one batch; returns (loss, correct).
+
+        Distributed, the returned loss is the mean over ranks (one small collective),
+        so every rank sees the same value and stops together on a non-finite loss.
+        """
         out = self.model(x)
         loss = self.loss_fn(out, y)
         loss_value = float(loss)
+        world = self._world()
+        if world is not None and world.world_size() > 1:
+            loss_value = float(world.allreduce_mean(loss_value))
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
                 f"loss became {loss_value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
@@ -132,7 +139,6 @@ class Trainer:
             self.model.backward(grad, need_input_grad=False)  # the data needs no gradient
         else:
             self.model.backward(grad)
-        world = self._world()
         if world is not None and world.world_size() > 1:
             world.allreduce_gradients(self.model)
         self.optimizer.step()
@@ -140,7 +146,10 @@ class Trainer:
 
     # -- loops --------------------------------------------------------------
     def evaluate(self, loader: Iterable[tuple[Any, Any]]) -> dict[str, float]:
-        """Mean loss and accuracy over ``loader`` (eval mode, no updates)."""
+        """Mean loss and accuracy over ``loader`` (eval mode, no updates).
+
+        Distributed, give every rank the whole (unsharded) validation loader: the
+        figures are then exact and the same everywhere, with no collective."""
         was_training = self.model.training
         self.model.eval()
         loss_sum, correct, count = 0.0, 0, 0
@@ -153,7 +162,6 @@ class Trainer:
                 count += n
         finally:
             self.model.train(was_training)
-        loss_sum, correct, count = self._reduce_sum([loss_sum, correct, count])
         if count == 0:
             raise ValueError("Trainer.evaluate: the loader yielded no batches")
         return {"loss": loss_sum / count, "acc": correct / count, "n": int(count)}

@@ -54,10 +54,11 @@ def max_pool2d_backward(xp: Any, grad: Any, cache: Any, kernel: tuple[int, int],
     hp, wp = xpad.shape[2], xpad.shape[3]
     # Windows that tile the input exactly write every element once: assign, no zero fill.
     tiles = tuple(stride) == (kh, kw) and ph == pw == 0 and hp == kh * ho and wp == kw * wo
-    if tiles:
-        dxpad = xp.empty(xpad.shape, dtype=grad.dtype, device=device(grad))
-    else:
-        dxpad = xp.zeros(xpad.shape, dtype=grad.dtype, device=device(grad))
+    # *_like keeps the input's memory layout on libraries with strided arrays, so the
+    # gradient flows on in the layout the forward pass produced (no transposing copies).
+    dxpad = xp.empty_like(xpad) if tiles else xp.zeros_like(xpad)
+    if dxpad.dtype != grad.dtype:
+        dxpad = xp.astype(dxpad, grad.dtype)
     remaining = None  # 1 where the window's maximum has not been claimed yet
     last = kh * kw - 1
     for k in range(kh * kw):
