@@ -614,6 +614,18 @@ def test_numpy_batch_on_another_backend(backend, make, shape):
     assert "nnx.asarray" in msg and "model.to" in msg
 
 
+def test_backend_batch_on_a_numpy_model(backend):
+    if backend.name == "numpy":
+        pytest.skip("needs a non-NumPy backend")
+    with nnx.use_backend("numpy"):
+        model = nnx.Sequential(nnx.Conv2d(1, 1, 1), nnx.Flatten(), nnx.Linear(4, 2))
+    with pytest.raises(TypeError) as info:
+        model(f32(backend, (1, 1, 2, 2)))
+    msg = str(info.value)
+    assert "Conv2d" in msg and f"{backend.name} array" in msg and "numpy arrays" in msg
+    assert f"model.to({backend.name!r})" in msg
+
+
 def test_python_list_input(backend):
     with pytest.raises(TypeError, match="nnx.asarray"):
         nnx.Linear(2, 2)([[0.0, 1.0]])
