@@ -59,22 +59,21 @@ def max_pool2d_backward(xp: Any, grad: Any, cache: Any, kernel: tuple[int, int],
     dxpad = xp.empty_like(xpad) if tiles else xp.zeros_like(xpad)
     if dxpad.dtype != grad.dtype:
         dxpad = xp.astype(dxpad, grad.dtype)
-    remaining = None  # 1 where the window's maximum has not been claimed yet
+    claimed = None  # True where the window's maximum has already been routed
     last = kh * kw - 1
     for k in range(kh * kw):
         key = _key(k // kw, k % kw, stride, ho, wo)
-        hit = xp.astype(xpad[key] == out, grad.dtype)
-        if remaining is None:
+        hit = xpad[key] == out
+        if claimed is None:
             take = hit
-            if last:
-                remaining = 1.0 - hit
+            claimed = hit
         else:
-            take = hit * remaining
+            take = hit & ~claimed
             if k < last:
-                remaining -= take
+                claimed = claimed | hit
         if tiles:
-            dxpad[key] = grad * take
+            dxpad[key] = grad * xp.astype(take, grad.dtype)
         else:
-            dxpad[key] += grad * take
+            dxpad[key] += grad * xp.astype(take, grad.dtype)
     h, w = xpad.shape[2] - 2 * ph, xpad.shape[3] - 2 * pw
     return dxpad[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxpad
