@@ -94,7 +94,8 @@ def conv2d_backward(xp: Any, grad: Any, cache: Any, weight: Any,
     o, _, kh, kw = weight.shape
     ph, pw = padding
     g2 = xp.reshape(xp.permute_dims(grad, (1, 0, 2, 3)), (o, bsz * ho * wo))
-    dw = _weight_grad(xp, g2 @ cols.T, tuple(weight.shape))
+    # (cols @ G2ᵀ)ᵀ rather than G2 @ colsᵀ: the same product, ~20% faster in OpenBLAS
+    dw = _weight_grad(xp, (cols @ g2.T).T, tuple(weight.shape))
     db = xp.sum(g2, axis=1) if need_bias else None
     if not need_input_grad:
         return None, dw, db
