@@ -54,7 +54,9 @@ def setup_nnx(args: argparse.Namespace) -> tuple[Callable[[int], Any], Callable[
         x, y = data[i % len(data)]
         out = model(x)
         loss = loss_fn(out, y)
-        model.backward(loss_fn.backward())
+        # as nnx.Trainer does (and as PyTorch skips inputs without requires_grad):
+        # no gradient for the data itself
+        model.backward(loss_fn.backward(), need_input_grad=False)
         opt.step()
         return loss
 
