@@ -18,4 +18,5 @@ def dtype_str(dtype: Any) -> str:
 
 
 def shape_str(shape: Any) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+    """``(3,)``, ``(2, 3)``: a shape as Python writes a tuple of ints."""
+    return str(tuple(int(s) for s in shape))

@@ -94,12 +94,23 @@ class Module:
             yield from child.modules()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(name, Parameter) pairs with stable dotted names such as ``"0.weight"``."""
+        """(name, Parameter) pairs with stable dotted names such as ``"0.weight"``.
+
+        A Parameter shared by several layers is listed once, under its first name
+        (so an optimizer updates it once), as in PyTorch.
+        """
+        seen: set[int] = set()
+        for name, p in self._all_named_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_named_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + name, value
         for name, child in self.named_children():
-            yield from child.named_parameters(prefix + name + ".")
+            yield from child._all_named_parameters(prefix + name + ".")
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -150,6 +161,9 @@ class Module:
             if name not in params:
                 continue
             p = params[name]
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                problems.append(f"{name}: a {type(value).__name__} in state_dict, not an array")
+                continue
             shape = tuple(int(s) for s in value.shape)
             if shape != p.shape:
                 problems.append(f"{name}: shape {shape_str(shape)} in state_dict, "

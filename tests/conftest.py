@@ -59,6 +59,15 @@ def _fresh_seed():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _nnx_log_reaches_caplog():
+    """nnx's logger writes to stderr and does not propagate; let pytest's caplog see it."""
+    log = __import__("logging").getLogger("nnx")
+    log.propagate = True
+    yield
+    log.propagate = False
+
+
 def pytest_report_header(config):
     specs = nt.requested_specs()
     lines = [f"nnx backends requested: {', '.join(specs)}"]

@@ -386,3 +386,25 @@ def test_model_loaded_on_device1_from_numpy_state(rng):
     model.load_state_dict(src.state_dict())
     for p in model.parameters():
         assert "device1" in str(p.data.device)
+
+
+def test_shared_parameter_is_listed_once_and_updated_once():
+    a = nnx.Linear(3, 3)
+    b = nnx.Linear(3, 3)
+    b.weight = a.weight  # tied weights
+    model = nnx.Sequential(a, nnx.ReLU(), b)
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.bias"]
+    before = np.array(nnx.to_numpy(a.weight.data), copy=True)
+    a.weight.grad = nnx.asarray(np.ones((3, 3), dtype=np.float32))
+    for p in (a.bias, b.bias):
+        p.grad = None
+    nnx.optim.SGD(model, lr=0.5).step()
+    np.testing.assert_allclose(nnx.to_numpy(a.weight.data), before - 0.5)
+
+
+def test_load_state_dict_names_a_non_array_value():
+    model = nnx.Sequential(nnx.Linear(2, 2))
+    sd = {"0.weight": [[1.0, 2.0], [3.0, 4.0]], "0.bias": model.state_dict()["0.bias"]}
+    with pytest.raises(ValueError, match="0.weight: a list in state_dict, not an array"):
+        model.load_state_dict(sd)
