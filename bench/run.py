@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="kill a measurement process after this many seconds (default 600)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--nnx-threads", default="auto",
+                   help="nnx.Trainer's threads: 'auto' (default; one per core on NumPy) or N "
+                        "(1 = single-threaded NumPy element-wise work)")
     p.add_argument("--out", help="write the JSON here (default: stdout)")
     p.add_argument("--table", action="store_true",
                    help="print the table to stdout instead of the JSON (the JSON still goes to --out)")
@@ -223,6 +226,8 @@ def worker_argv(args: argparse.Namespace, impl: dict[str, Any], model: str, batc
             "--steps", str(args.steps), "--warmup", str(args.warmup),
             "--max-time", str(args.max_time), "--lr", str(args.lr),
             "--weight-decay", str(args.weight_decay)]
+    if impl["kind"] == "nnx":
+        argv += ["--nnx-threads", str(args.nnx_threads)]
     if impl["backend"]:
         argv += ["--backend", impl["backend"]]
     if impl["device"]:

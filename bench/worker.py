@@ -50,20 +50,21 @@ def setup_nnx(args: argparse.Namespace) -> tuple[Callable[[int], Any], Callable[
     opt = nnx.optim.SGD(model, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     data = [(nnx.asarray(x, be), nnx.asarray(y, be)) for x, y in make_data(args.batch, args.seed)]
 
+    threads = args.nnx_threads if args.nnx_threads == "auto" else int(args.nnx_threads)
+    # the step nnx.Trainer takes: forward, loss, backward (no gradient for the data, as
+    # PyTorch skips inputs without requires_grad), SGD; on NumPy split across the cores
+    trainer = nnx.Trainer(model, opt, loss_fn, progress=False, log=lambda line: None,
+                          threads=threads)
+
     def step(i: int) -> Any:
         x, y = data[i % len(data)]
-        out = model(x)
-        loss = loss_fn(out, y)
-        # as nnx.Trainer does (and as PyTorch skips inputs without requires_grad):
-        # no gradient for the data itself
-        model.backward(loss_fn.backward(), need_input_grad=False)
-        opt.step()
+        loss, _ = trainer.train_step(x, y)
         return loss
 
     info = {"backend": be.name, "device": str(be.device), "versions": be.versions(),
-            "nnx_version": nnx.__version__,
+            "nnx_version": nnx.__version__, "nnx_threads": trainer.threads,
             "parameters": sum(math.prod(p.shape) for p in model.parameters())}
-    return step, be.synchronize, lambda v: float(nnx.to_numpy(v)), info
+    return step, be.synchronize, float, info
 
 
 def setup_torch(args: argparse.Namespace) -> tuple[Callable[[int], Any], Callable[[], None],
@@ -175,6 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nnx-threads", default="auto", help="nnx.Trainer threads: auto or N")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--steps and --batch must be >= 1 and --warmup >= 0")

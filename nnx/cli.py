@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force a progress bar")
     t.add_argument("--no-progress", dest="progress", action="store_false")
+    t.add_argument("--threads", default="auto",
+                   help="split each batch across this many threads on the NumPy backend "
+                        "(default auto: one per core; 1 turns it off)")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI (launch with mpiexec -n N nnx train --distributed)")
 
@@ -164,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     trainer = nnx.Trainer(model, opt, scheduler=sched, scheduler_interval=args.scheduler_interval,
                           out_dir=out, progress=args.progress, config=config, log=say,
-                          distributed=dist is not None)
+                          distributed=dist is not None, threads=_threads(args.threads))
     if resume_path is not None:
         trainer.resume(resume_path)
         say(f"resumed from {resume_path} at epoch {trainer.epoch}, step {trainer.step_in_epoch}")
@@ -172,7 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     say(f"training {type(model).__name__} ({n_params:,} parameters) on {backend.name} "
         f"[{backend.device}], {len(data.train_labels)} train / {len(data.test_labels)} held-out "
         f"images, {args.epochs} epochs, batch {args.batch_size}" +
-        (f" over {world} ranks" if world > 1 else ""))
+        (f" over {world} ranks" if world > 1 else "") +
+        (f", {trainer.threads} threads" if trainer.threads > 1 else ""))
     t0 = time.perf_counter()
     try:
         history = trainer.fit(train, val, epochs=args.epochs)
@@ -187,6 +191,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     say(f"done in {time.perf_counter() - t0:.1f} s; best epoch {best}: val_acc "
         f"{best_rec['val_acc']:.4f}; wrote {out}/best.safetensors, last.safetensors, history.json")
     return 0
+
+
+def _threads(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise CliError(f"--threads must be 'auto' or a positive integer, got {value!r}")
+    return n
 
 
 def _numel(shape: Any) -> int:

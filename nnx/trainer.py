@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._array import array_namespace
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
 from .module import Module, Sequential
 from .optim.optimizer import Optimizer
+from .parallel import ThreadedDataParallel, auto_threads, correct_count
 
 
 class TrainingDiverged(RuntimeError):
@@ -68,13 +68,17 @@ class Trainer:
     config : JSON-able facts stored in checkpoints (model, data, recipe) so that
         ``nnx evaluate`` and ``--resume`` can rebuild the run.
     log : where lines go (default: print to stdout).
+    threads : ``"auto"`` splits each batch across the CPU cores on the NumPy backend
+        (:class:`~nnx.parallel.ThreadedDataParallel`; same gradients up to float
+        summation order); an int sets the count, 1 turns it off.
     """
 
     def __init__(self, model: Module, optimizer: Optimizer, loss_fn: Any = None,
                  scheduler: LRScheduler | None = None, *, scheduler_interval: str = "epoch",
                  out_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
                  config: dict[str, Any] | None = None,
-                 log: Callable[[str], None] | None = None, distributed: bool = False) -> None:
+                 log: Callable[[str], None] | None = None, distributed: bool = False,
+                 threads: int | str = "auto") -> None:
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', "
                              f"got {scheduler_interval!r}")
@@ -96,6 +100,13 @@ class Trainer:
         self.best_epoch: int | None = None
         self._partial = {"loss_sum": 0.0, "correct": 0, "count": 0}
         self._stop_requested = False
+        if threads == "auto":  # MPI ranks on one machine already share its cores
+            threads = 1 if distributed else auto_threads(model)
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"Trainer: threads must be 'auto' or an int >= 1, got {threads!r}")
+        self.threads = threads
+        self._parallel = ThreadedDataParallel(model, self.loss_fn, threads) if threads > 1 \
+            else None
 
     # -- distributed hooks --------------------------------------------------
     def _world(self) -> Any:
@@ -122,9 +133,13 @@ class Trainer:
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
         """
-        out = self.model(x)
-        loss = self.loss_fn(out, y)
-        loss_value = float(loss)
+        parallel = self._parallel
+        if parallel is not None and parallel.applies(int(x.shape[0])):
+            loss_value, correct = parallel.step(x, y)  # gradients are set already
+        else:
+            parallel = None
+            out = self.model(x)
+            loss_value = float(self.loss_fn(out, y))
         world = self._world()
         if world is not None and world.world_size() > 1:
             loss_value = float(world.allreduce_mean(loss_value))
@@ -134,15 +149,17 @@ class Trainer:
                 f"(lr {self.optimizer.lr:g}); no checkpoint was written for this epoch. "
                 "Try a smaller --lr."
             )
-        grad = self.loss_fn.backward()
-        if isinstance(self.model, Sequential):
-            self.model.backward(grad, need_input_grad=False)  # the data needs no gradient
-        else:
-            self.model.backward(grad)
+        if parallel is None:
+            grad = self.loss_fn.backward()
+            if isinstance(self.model, Sequential):
+                self.model.backward(grad, need_input_grad=False)  # the data needs no gradient
+            else:
+                self.model.backward(grad)
+            correct = correct_count(out, y)
         if world is not None and world.world_size() > 1:
             world.allreduce_gradients(self.model)
         self.optimizer.step()
-        return loss_value, _correct(out, y)
+        return loss_value, correct
 
     # -- loops --------------------------------------------------------------
     def evaluate(self, loader: Iterable[tuple[Any, Any]]) -> dict[str, float]:
@@ -158,7 +175,7 @@ class Trainer:
                 out = self.model(x)
                 n = int(out.shape[0])
                 loss_sum += float(self.loss_fn(out, y)) * n
-                correct += _correct(out, y)
+                correct += correct_count(out, y)
                 count += n
         finally:
             self.model.train(was_training)
@@ -340,12 +357,6 @@ class Trainer:
         where = f" in {self.out_dir / 'last.safetensors'}" if self.out_dir is not None else ""
         return (f"training interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; "
                 f"state saved{where}")
-
-
-def _correct(out: Any, y: Any) -> int:
-    xp = array_namespace(out)
-    hits = xp.argmax(out, axis=1) == y
-    return int(xp.sum(xp.astype(hits, xp.int32)))
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:

@@ -53,4 +53,14 @@ class Flatten(Module):
         for s in self._cache_shape[1:]:
             flat *= int(s)
         check_grad_shape(self, grad_out, (self._cache_shape[0], flat))
-        return array_namespace(grad_out).reshape(grad_out, self._cache_shape)
+        xp = array_namespace(grad_out)
+        grad = xp.reshape(grad_out, self._cache_shape)
+        if len(self._cache_shape) == 4:
+            # Hand an image gradient back batch-innermost, the layout the conv and pooling
+            # kernels produce and read fastest (a transposing copy of this small array
+            # instead of mixed layouts in every pooling pass); values are unchanged.
+            c, h, w, b = (self._cache_shape[1], self._cache_shape[2], self._cache_shape[3],
+                          self._cache_shape[0])
+            chwb = xp.reshape(xp.permute_dims(grad, (1, 2, 3, 0)), (c * h * w * b,))
+            grad = xp.permute_dims(xp.reshape(chwb, (c, h, w, b)), (3, 0, 1, 2))
+        return grad

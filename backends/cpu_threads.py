@@ -1,0 +1,76 @@
+"""CPU thread control for the host backends' threaded data-parallel fast path.
+
+NumPy's element-wise work runs on one core, so nnx can split a batch across
+threads (NumPy releases the GIL inside its loops). While it does, each BLAS
+call should use one thread, or the threads and OpenBLAS's own pool fight over
+the cores; this module finds the OpenBLAS that NumPy loaded and sets its
+thread count (what threadpoolctl does, without the dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get_num_threads, set_num_threads) of NumPy's OpenBLAS, or None if not found."""
+    import numpy  # noqa: F401  (loads the BLAS library)
+
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines()
+                    if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_", ""):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype = ctypes.c_int
+                    put.argtypes = [ctypes.c_int]
+                    return (lambda get=get: int(get())), (lambda n, put=put: put(int(n)))
+    return None
+
+
+def blas_threads_controllable() -> bool:
+    """True when NumPy's BLAS thread count can be set from here (OpenBLAS found)."""
+    return _openblas() is not None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with NumPy's BLAS limited to ``n`` threads (no-op if unknown)."""
+    ctl = _openblas()
+    if ctl is None:
+        yield
+        return
+    get, put = ctl
+    before = get()
+    if before == n:
+        yield
+        return
+    put(n)
+    try:
+        yield
+    finally:
+        put(before)
