@@ -1,0 +1,123 @@
+"""Threaded data parallelism (nnx.parallel): same gradients as one full-batch pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnx
+import nnx.testing as nt
+from nnx.backends import cpu_threads
+from nnx.parallel import ThreadedDataParallel, auto_threads, replicate
+
+
+def small_cnn(dtype):
+    return nnx.Sequential(
+        nnx.Conv2d(1, 4, 3, padding=1, dtype=dtype), nnx.ReLU(), nnx.MaxPool2d(2),
+        nnx.Conv2d(4, 6, 3, dtype=dtype), nnx.ReLU(), nnx.Flatten(),
+        nnx.Linear(6 * 5 * 5, 10, weight_decay=1e-3, dtype=dtype))
+
+
+def batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 14, 14)), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("threads,n", [(2, 24), (3, 25)])  # equal and unequal slices
+def test_threaded_gradients_equal_the_full_batch(backend, dtype, threads, n):
+    x_host, y_host = batch(n)
+    x = backend.from_numpy(x_host.astype(dtype))
+    y = backend.from_numpy(y_host)
+    nnx.manual_seed(0)
+    model = small_cnn(dtype)
+    loss_fn = nnx.CrossEntropyLoss()
+    ref_loss = float(loss_fn(model(x), y))
+    model.backward(loss_fn.backward(), need_input_grad=False)
+    ref = {k: nnx.to_numpy(p.grad).copy() for k, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+
+    dp = ThreadedDataParallel(model, nnx.CrossEntropyLoss(), threads)
+    try:
+        loss, correct = dp.step(x, y)
+    finally:
+        dp.close()
+    assert loss == pytest.approx(ref_loss, rel=1e-5 if dtype == "float32" else 1e-12)
+    out = nnx.to_numpy(model(x))
+    assert correct == int(np.sum(out.argmax(1) == y_host))
+    for k, p in model.named_parameters():
+        nt.check_placement(p.grad, p.data, dtype, what=k)
+        nt.assert_close(p.grad, ref[k], dtype, what=k)
+
+
+def test_a_slice_alone_is_not_the_full_gradient():
+    """The comparison above can fail: one slice's gradient differs from the batch's."""
+    x_host, y_host = batch(24)
+    model = small_cnn("float64")
+    loss_fn = nnx.CrossEntropyLoss()
+    loss_fn(model(x_host), y_host)
+    model.backward(loss_fn.backward(), need_input_grad=False)
+    full = nnx.to_numpy(model[0].weight.grad).copy()
+    loss_fn(model(x_host[:12]), y_host[:12])
+    model.backward(loss_fn.backward(), need_input_grad=False)
+    assert not np.allclose(nnx.to_numpy(model[0].weight.grad), full, rtol=1e-3)
+
+
+def test_replicas_share_parameter_arrays_not_activations():
+    model = small_cnn("float32")
+    model(np.random.default_rng(0).random((2, 1, 14, 14), dtype=np.float32))
+    rep = replicate(model)
+    for (name, p), (_, q) in zip(model.named_parameters(), rep.named_parameters()):
+        assert q is not p and q.data is p.data, name
+    assert all(getattr(m, key) is None for m in rep.modules() for key in vars(m)
+               if key.startswith("_cache"))
+
+
+def test_trainer_threads_follow_the_single_thread_run():
+    from nnx.data import DataLoader
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (192, 14, 14), dtype=np.uint8)
+    labels = rng.integers(0, 10, 192)
+    params = []
+    for threads in (1, 2):
+        nnx.manual_seed(0)
+        model = small_cnn("float32")
+        opt = nnx.optim.SGD(model, lr=0.05, momentum=0.9)
+        trainer = nnx.Trainer(model, opt, progress=False, log=lambda s: None, threads=threads)
+        assert trainer.threads == threads
+        trainer.fit(DataLoader(images, labels, 64, seed=2), None, epochs=2)
+        params.append({k: nnx.to_numpy(v) for k, v in model.state_dict().items()})
+    for k in params[0]:
+        nt.assert_close(params[1][k], params[0][k], "float32", what=k)
+
+
+def test_auto_threads_only_for_conv_nets_on_numpy():
+    conv_numpy = small_cnn("float32")
+    expect = cpu_threads.usable_cores() if cpu_threads.blas_threads_controllable() else 1
+    assert auto_threads(conv_numpy) == expect
+    assert auto_threads(nnx.models.MLP((10, 5, 2))) == 1
+    for spec in ("array_api_strict", "torch"):
+        if spec in nt.backends():
+            with nnx.use_backend(spec):
+                assert auto_threads(small_cnn("float32")) == 1
+
+
+def test_blas_threads_context_restores_the_count():
+    ctl = cpu_threads._openblas()
+    if ctl is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS this module can control")
+    get, _ = ctl
+    before = get()
+    with cpu_threads.blas_threads(1):
+        assert get() == 1
+    assert get() == before
+
+
+def test_bad_thread_counts():
+    model = small_cnn("float32")
+    opt = nnx.optim.SGD(model, lr=0.1)
+    with pytest.raises(ValueError, match="threads"):
+        nnx.Trainer(model, opt, threads=0)
+    with pytest.raises(ValueError, match="threads"):
+        ThreadedDataParallel(model, nnx.CrossEntropyLoss(), 1)
