@@ -6,7 +6,19 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-__all__ = ["array_namespace", "device", "is_floating", "dtype_str", "shape_str"]
+__all__ = ["array_namespace", "device", "is_floating", "dtype_str", "namespace_of", "shape_str"]
+
+_NAMESPACES: dict[type, Any] = {}
+
+
+def namespace_of(x: Any) -> Any:
+    """``array_namespace(x)`` for one array, cached by its type (the namespace of an
+    array depends only on its type; this runs on every layer call)."""
+    ns = _NAMESPACES.get(type(x))
+    if ns is None:
+        ns = array_namespace(x)
+        _NAMESPACES[type(x)] = ns
+    return ns
 
 
 def is_floating(xp: Any, x: Any) -> bool:

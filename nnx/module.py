@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from . import backends as _backends
-from ._array import array_namespace, device, dtype_str, shape_str
+from ._array import array_namespace, device, dtype_str, namespace_of, shape_str
 from .backend import resolve_backend
 from .backends import Backend
 
@@ -285,6 +285,8 @@ class Sequential(Module):
 def check_same_namespace(layer: Module, x: Any, ref: Any) -> Any:
     """The namespace of ``x``; TypeError with the fix when ``x`` and the layer's
     parameter ``ref`` belong to different array libraries or devices."""
+    if type(x) is type(ref) and getattr(x, "device", None) == getattr(ref, "device", None):
+        return namespace_of(x)  # the common case, without the slower checks below
     try:
         xp = array_namespace(x)
     except TypeError:

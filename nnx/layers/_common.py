@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import array_namespace, dtype_str, shape_str
+from .._array import dtype_str, namespace_of, shape_str
 from ..backend import resolve_backend
 from ..backends import Backend
 from ..module import Module, check_same_namespace
@@ -51,7 +51,7 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
         xp = check_same_namespace(layer, x, ref)
     else:
         try:
-            xp = array_namespace(x)
+            xp = namespace_of(x)
         except TypeError:
             raise TypeError(f"{layer!r}: input must be an array, got {type(x).__name__}; "
                             "convert it with nnx.asarray(x)") from None
@@ -59,6 +59,8 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
     if x.ndim not in ranks:
         raise ValueError(f"{layer!r}: expected input of shape {expected}, "
                          f"got shape {shape_str(x.shape)}")
+    if ref is not None and x.dtype == ref.dtype:
+        return xp  # parameters are always floating
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{layer!r}: input must be float32 or float64, got {dtype_str(x.dtype)} "
                         f"(shape {shape_str(x.shape)}); cast it, e.g. nnx.asarray(x, dtype='float32')")
