@@ -1,0 +1,72 @@
+"""Per-layer forward/backward times of an nnx model on NumPy (where the time goes).
+
+    OPENBLAS_NUM_THREADS=1 python bench/profile_layers.py WideCNN 128
+
+Prints one line per layer (median ms over the timed steps) plus loss and SGD, and
+the total; run with one BLAS thread to see each layer's single-core cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import time
+
+import numpy as np
+
+import nnx
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", nargs="?", default="LeNet5", choices=["MLP", "LeNet5", "WideCNN"])
+    p.add_argument("batch", nargs="?", type=int, default=128)
+    p.add_argument("--steps", type=int, default=25)
+    args = p.parse_args()
+    nnx.set_backend("numpy")
+    nnx.manual_seed(0)
+    model = getattr(nnx.models, args.model)()
+    opt = nnx.optim.SGD(model, 0.01, momentum=0.9, weight_decay=1e-4)
+    loss_fn = nnx.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, args.batch)
+    fwd, bwd = collections.defaultdict(list), collections.defaultdict(list)
+    loss_t, opt_t = [], []
+    for _ in range(args.steps):
+        h = x
+        for i, layer in enumerate(model.layers):
+            t = time.perf_counter()
+            h = layer(h)
+            fwd[i].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loss_fn(h, y)
+        g = loss_fn.backward()
+        loss_t.append(time.perf_counter() - t)
+        for i in reversed(range(len(model.layers))):
+            t = time.perf_counter()
+            if i == 0:
+                model.layers[0].backward_params_only(g)
+            else:
+                g = model.layers[i].backward(g)
+            bwd[i].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        opt.step()
+        opt_t.append(time.perf_counter() - t)
+    skip = min(5, args.steps // 2)
+
+    def ms(ts: list[float]) -> float:
+        return statistics.median(ts[skip:]) * 1e3
+
+    total = ms(loss_t) + ms(opt_t)
+    for i, layer in enumerate(model.layers):
+        f, b = ms(fwd[i]), ms(bwd[i])
+        total += f + b
+        print(f"{i:2d} {type(layer).__name__:10s} forward {f:7.2f} ms  backward {b:7.2f} ms")
+    print(f"loss {ms(loss_t):.2f} ms  SGD {ms(opt_t):.2f} ms  total {total:.2f} ms "
+          f"({args.model}, batch {args.batch})")
+
+
+if __name__ == "__main__":
+    main()
