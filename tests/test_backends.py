@@ -223,3 +223,20 @@ def test_ast_check_catches_a_numpy_import(tmp_path):
     tree = ast.parse("import numpy as np\nfrom torch import nn\n")
     found = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert len(found) == 2
+
+
+def test_nnx_test_backends_restricts_the_specs(monkeypatch):
+    monkeypatch.setenv("NNX_TEST_BACKENDS", " numpy, cupy ,array_api_strict:device1")
+    assert nt.requested_specs() == ["numpy", "cupy", "array_api_strict:device1"]
+    usable = nt.backends()
+    assert "numpy" in usable and "array_api_strict:device1" in usable
+    assert ("cupy" in usable) == (B.probe("cupy") is None)
+    monkeypatch.setenv("NNX_TEST_BACKENDS", "")
+    assert nt.requested_specs() == list(nt.ALL_BACKEND_SPECS)
+    assert "unknown backend" in nt.backend_status("jax")
+
+
+def test_gpu_check_scripts_parse():
+    for script in ("bench/gpu_check.sh", "bench/gpu_wheels.sh"):
+        res = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{script}: {res.stderr}"
