@@ -25,8 +25,12 @@ def usable_cores() -> int:
 
 
 @lru_cache(maxsize=1)
-def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get_num_threads, set_num_threads) of NumPy's OpenBLAS, or None if not found."""
+def openblas_library() -> tuple[ctypes.CDLL, str, str] | None:
+    """(library, symbol prefix, symbol suffix) of the OpenBLAS NumPy loaded, or None.
+
+    NumPy's wheels ship ``scipy_openblas`` with symbols such as
+    ``scipy_openblas_set_num_threads64_``; other builds use the plain names.
+    """
     import numpy  # noqa: F401  (loads the BLAS library)
 
     try:
@@ -43,13 +47,25 @@ def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
             continue
         for prefix in ("scipy_", ""):
             for suffix in ("64_", ""):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype = ctypes.c_int
-                    put.argtypes = [ctypes.c_int]
-                    return (lambda get=get: int(get())), (lambda n, put=put: put(int(n)))
+                if getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None) is not None:
+                    return lib, prefix, suffix
     return None
+
+
+@lru_cache(maxsize=1)
+def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get_num_threads, set_num_threads) of NumPy's OpenBLAS, or None if not found."""
+    found = openblas_library()
+    if found is None:
+        return None
+    lib, prefix, suffix = found
+    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+    put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+    if put is None:
+        return None
+    get.restype = ctypes.c_int
+    put.argtypes = [ctypes.c_int]
+    return (lambda: int(get())), (lambda n: put(int(n)))
 
 
 def blas_threads_controllable() -> bool:

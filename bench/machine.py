@@ -94,32 +94,22 @@ def env_vars() -> dict[str, str | None]:
 
 def _openblas_ctypes() -> dict[str, Any] | None:
     """Ask the OpenBLAS that NumPy loaded which kernel (core) and threads it uses."""
-    maps = _read("/proc/self/maps")
-    if not maps:
+    from nnx.backends.cpu_threads import openblas_library
+
+    found = openblas_library()
+    if found is None:
         return None
-    paths = sorted({line.split()[-1] for line in maps.splitlines()
-                    if "openblas" in line.lower() and line.split()[-1].startswith("/")})
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_", ""):
-            for suffix in ("64_", ""):
-                core = getattr(lib, f"{prefix}openblas_get_corename{suffix}", None)
-                if core is None:
-                    continue
-                core.restype = ctypes.c_char_p
-                info: dict[str, Any] = {"library": path, "corename": core().decode()}
-                threads = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                if threads is not None:
-                    info["num_threads"] = int(threads())
-                config = getattr(lib, f"{prefix}openblas_get_config{suffix}", None)
-                if config is not None:
-                    config.restype = ctypes.c_char_p
-                    info["config"] = config().decode()
-                return info
-    return None
+    lib, prefix, suffix = found
+    info: dict[str, Any] = {"library": lib._name}
+    for key, name, restype in (("corename", "openblas_get_corename", ctypes.c_char_p),
+                               ("num_threads", "openblas_get_num_threads", ctypes.c_int),
+                               ("config", "openblas_get_config", ctypes.c_char_p)):
+        fn = getattr(lib, f"{prefix}{name}{suffix}", None)
+        if fn is not None:
+            fn.restype = restype
+            value = fn()
+            info[key] = value.decode() if isinstance(value, bytes) else int(value)
+    return info
 
 
 def numpy_blas() -> dict[str, Any]:

@@ -23,11 +23,9 @@ through NumPy, so any backend can load what any backend saved.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import backends as _backends
+from .atomic import atomic_writer
 from .backend import resolve_backend
 from .backends import Backend
 from .module import Module, backend_of
@@ -99,17 +98,6 @@ def _encode(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None
     return struct.pack("<Q", len(text)) + text, arrays
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_file(path: str | os.PathLike[str], tensors: Mapping[str, Any],
               metadata: Mapping[str, str] | None = None) -> None:
     """Write ``tensors`` (name -> array; NumPy or any backend) as a safetensors file.
@@ -120,25 +108,12 @@ def save_file(path: str | os.PathLike[str], tensors: Mapping[str, Any],
     Raises ValueError for names, dtypes (object, complex, ...) or metadata that
     cannot be stored.
     """
-    path = Path(path)
     header, arrays = _encode(tensors, metadata)
-    folder = path.parent if str(path.parent) else Path(".")
-    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            for a in arrays:
-                if a.nbytes:
-                    f.write(memoryview(a.reshape(-1)).cast("B"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
+    with atomic_writer(path) as f:
+        f.write(header)
+        for a in arrays:
+            if a.nbytes:
+                f.write(memoryview(a.reshape(-1)).cast("B"))
 
 
 def _sniff(head: bytes) -> str | None:

@@ -18,13 +18,13 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_writer
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
 from .module import Module, Sequential
@@ -38,18 +38,8 @@ class TrainingDiverged(RuntimeError):
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path, binary=False) as f:
+        json.dump(data, f, indent=1)
 
 
 class Trainer:
