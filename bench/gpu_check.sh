@@ -11,25 +11,30 @@ OUT=${1:?usage: bash bench/gpu_check.sh OUT_DIR}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 LOG="$OUT/gpu_check.log"
 exec > >(tee -a "$LOG") 2>&1
 t_start=$(date +%s)
 step() { echo; echo "=== $* ($(( $(date +%s) - t_start )) s)"; }
 
 step "install nnx and the carried wheels (no network)"
-SITE=/tmp/nnx-site
-rm -rf "$SITE" && mkdir -p "$SITE"
+# The wheels go to SITE; nnx is laid out as it installs (backends/ as nnx.backends) in PKG,
+# and the repository is copied to WORK with the same layout, where everything runs, so
+# neither the checkout's nnx/ (which has no backends/ inside) nor a top-level `backends`
+# is ever imported.
+SITE=/tmp/nnx-gpu-site PKG=/tmp/nnx-gpu-pkg WORK=/tmp/nnx-gpu-work
+rm -rf "$SITE" "$PKG" "$WORK" && mkdir -p "$SITE" "$PKG" "$WORK"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" .whl/*.whl || echo "WARNING: wheel install failed"
 else
-  echo "WARNING: no .whl/ folder; relying on what is installed"
+  echo "WARNING: no .whl/ folder (run bench/gpu_wheels.sh here first); relying on what is installed"
 fi
-# nnx itself: the package plus backends/ as nnx.backends (what the setuptools mapping installs)
-cp -r nnx "$SITE/nnx" && rm -rf "$SITE/nnx/backends" && cp -r backends "$SITE/nnx/backends"
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+cp -r nnx "$PKG/nnx" && rm -rf "$PKG/nnx/backends" && cp -r backends "$PKG/nnx/backends"
+cp -r nnx backends bench tests scripts pyproject.toml README.md "$WORK/"
+rm -rf "$WORK/nnx/backends" && cp -r backends "$WORK/nnx/backends"
+export PYTHONPATH="$PKG:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+cd "$WORK"
 python3 -c "import nnx, nnx.backends; print('nnx', nnx.__version__, 'from', nnx.__file__)"
 
 step "versions"
