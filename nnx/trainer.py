@@ -192,6 +192,8 @@ class Trainer:
         return self.history
 
     def _batches(self, loader: Any) -> Iterator[tuple[Any, Any]]:
+        if hasattr(loader, "iter_from"):
+            return loader.iter_from(self.epoch, self.step_in_epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)
         it = iter(loader)

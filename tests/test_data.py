@@ -459,3 +459,18 @@ def test_device_backends_get_uint8_batches_scaled_on_the_device():
         assert str(xb.dtype) == "torch.float32" and tuple(xb.shape) == tuple(xa.shape)
         np.testing.assert_array_equal(nnx.to_numpy(xa), nnx.to_numpy(xb))
         np.testing.assert_array_equal(nnx.to_numpy(ya), nnx.to_numpy(yb))
+
+
+def test_iter_from_skips_finished_batches_without_converting_them():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 50)
+    loader = DataLoader(images, labels, 8, seed=4)
+    loader.set_epoch(2)
+    full = [(nnx.to_numpy(x), nnx.to_numpy(y)) for x, y in loader]
+    rest = [(nnx.to_numpy(x), nnx.to_numpy(y)) for x, y in loader.iter_from(2, 3)]
+    assert len(rest) == len(full) - 3
+    for (xa, ya), (xb, yb) in zip(full[3:], rest):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert loader.epoch == 3

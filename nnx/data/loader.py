@@ -172,6 +172,13 @@ class DataLoader:
         be = resolve_backend(self.backend)
         return self._generate(steps, be)
 
+    def iter_from(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
+        """Epoch ``epoch``'s batches from batch ``start`` on (resuming inside an epoch
+        without converting the batches already done)."""
+        self.epoch = epoch + 1
+        steps = self.batch_indices(epoch)[start:]
+        return self._generate(steps, resolve_backend(self.backend))
+
     def _generate(self, steps: list[np.ndarray], be: Backend) -> Iterator[tuple[Any, Any]]:
         on_device = not be.is_host and self.images.dtype == np.uint8
         for idx in steps:
