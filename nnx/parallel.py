@@ -66,10 +66,12 @@ def replicate(model: Module) -> Module:
     return copy.deepcopy(model, memo)
 
 
-def correct_count(out: Any, y: Any) -> int:
-    """Number of rows of ``out`` whose argmax equals the label."""
+def correct_count(out: Any, y: Any, as_int: bool = True) -> Any:
+    """Number of rows of ``out`` whose argmax equals the label: an int, or with
+    ``as_int=False`` a 0-d array left on the device (no wait for the device)."""
     xp = array_namespace(out)
-    return int(xp.sum(xp.astype(xp.argmax(out, axis=1) == y, xp.int32)))
+    n = xp.sum(xp.astype(xp.argmax(out, axis=1) == y, xp.int32))
+    return int(n) if as_int else n
 
 
 class ThreadedDataParallel:

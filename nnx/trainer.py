@@ -120,6 +120,9 @@ class Trainer:
     def train_step(self, x: Any, y: Any) -> tuple[float, int]:
         """Forward, loss, backward, update on one batch; returns (loss, correct).
 
+        ``correct`` may be a 0-d array still on the device (read it with ``int()``), so a
+        GPU step waits for the device once (for the loss), not twice.
+
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
         """
@@ -145,7 +148,7 @@ class Trainer:
                 self.model.backward(grad, need_input_grad=False)  # the data needs no gradient
             else:
                 self.model.backward(grad)
-            correct = correct_count(out, y)
+            correct = correct_count(out, y, as_int=False)
         if world is not None and world.world_size() > 1:
             world.allreduce_gradients(self.model)
         self.optimizer.step()
@@ -232,6 +235,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        part["correct"] = int(part["correct"])
         loss_sum, correct, count = self._reduce_sum(
             [part["loss_sum"], part["correct"], part["count"]])
         record: dict[str, Any] = {
@@ -277,7 +281,8 @@ class Trainer:
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "best_val_acc": None if self.best_epoch is None else self.best_val_acc,
-            "best_epoch": self.best_epoch, "partial": dict(self._partial),
+            "best_epoch": self.best_epoch,
+            "partial": {**self._partial, "correct": int(self._partial["correct"])},
             "scheduler_interval": self.scheduler_interval,
         }
 
