@@ -113,6 +113,9 @@ class ThreadedDataParallel:
         for params in self._replica_params:  # optimizers may rebind .data
             for q, p in zip(params, self._params):
                 q.data = p.data
+        for replica in self.replicas:  # training step: replicas keep their activations
+            if not replica.training:
+                replica.train()
         with blas_threads(1):
             futures = [self._pool.submit(self._run, i, x[bounds[i]:bounds[i + 1], ...],
                                          y[bounds[i]:bounds[i + 1]]) for i in range(k)]

@@ -39,7 +39,7 @@ class TrainingDiverged(RuntimeError):
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temp file in the same folder and an atomic rename."""
     with atomic_writer(path, binary=False) as f:
-        json.dump(data, f, indent=1)
+        json.dump(data, f, indent=1, allow_nan=False)  # strict JSON: NaN is not JSON
 
 
 class Trainer:
@@ -117,11 +117,11 @@ class Trainer:
         return [float(v) for v in world.allreduce_sum(values)]
 
     # -- one step -----------------------------------------------------------
-    def train_step(self, x: Any, y: Any) -> tuple[float, int]:
+    def train_step(self, x: Any, y: Any) -> tuple[float, Any]:
         """Forward, loss, backward, update on one batch; returns (loss, correct).
 
-        ``correct`` may be a 0-d array still on the device (read it with ``int()``), so a
-        GPU step waits for the device once (for the loss), not twice.
+        ``correct`` may be a 0-d array still on the device (read it with ``int()``): a GPU
+        step does not wait for the device to count it.
 
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
@@ -207,7 +207,9 @@ class Trainer:
     def _run_epoch(self, train_loader: Any, val_loader: Any, epochs: int) -> None:
         epoch_no = self.epoch + 1
         t0 = time.perf_counter()
-        lr_at_start = self.optimizer.lr
+        if self.step_in_epoch == 0:
+            self._partial["lr"] = self.optimizer.lr  # the epoch's lr, kept across a resume
+        lr_at_start = self._partial.get("lr", self.optimizer.lr)
         total = len(train_loader) if hasattr(train_loader, "__len__") else None
         bar = self._bar(total, epoch_no, epochs)
         part = self._partial
@@ -246,6 +248,11 @@ class Trainer:
         if val_loader is not None:
             metrics = self.evaluate(val_loader)
             record["val_loss"], record["val_acc"] = metrics["loss"], metrics["acc"]
+            if not math.isfinite(metrics["loss"]):
+                raise TrainingDiverged(
+                    f"validation loss became {metrics['loss']} after epoch {epoch_no} "
+                    f"(lr {lr_at_start:g}); the model of this epoch was not saved. "
+                    "Try a smaller --lr.")
         record["seconds"] = time.perf_counter() - t0
         self.history["epochs"].append(record)
         self.epoch = epoch_no

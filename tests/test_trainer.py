@@ -169,3 +169,67 @@ def test_bad_arguments():
         trainer.fit(train, val, epochs=0)
     with pytest.raises(ValueError, match="scheduler_interval"):
         nnx.Trainer(trainer.model, trainer.optimizer, scheduler_interval="batch")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_validation_loss_stops_before_saving(tmp_path, monkeypatch):
+    trainer, train, val = make_run(tmp_path)
+    trainer.fit(train, val, epochs=1)
+    last_before = (tmp_path / "last.safetensors").read_bytes()
+    real = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate",
+                        lambda loader: {**real(loader), "loss": float("nan")})
+    with pytest.raises(nnx.TrainingDiverged, match="validation loss became nan after epoch 2"):
+        trainer.fit(train, val, epochs=2)
+    assert (tmp_path / "last.safetensors").read_bytes() == last_before
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["epochs"]) == 1
+
+
+def test_epoch_lr_survives_a_resume_inside_the_epoch(tmp_path):
+    from nnx.lr_scheduler import ExponentialLR
+
+    def run(out):
+        nnx.manual_seed(0)
+        model = nnx.models.MLP((784, 32, 10))
+        opt = SGD(model, lr=0.05, momentum=0.9)
+        t = nnx.Trainer(model, opt, scheduler=ExponentialLR(opt, 0.9), scheduler_interval="step",
+                        out_dir=out, progress=False, log=lambda line: None)
+        x, y = synthetic()
+        return t, DataLoader(x, y, 16, seed=3)
+
+    straight, loader = run(None)
+    straight.fit(loader, None, epochs=2)
+    first, loader = run(tmp_path)
+    calls = {"n": 0}
+    real_step = first.train_step
+
+    def step_then_interrupt(x, y):
+        out = real_step(x, y)
+        calls["n"] += 1
+        if calls["n"] == len(loader) + 2:
+            first._stop_requested = True
+        return out
+
+    first.train_step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(loader, None, epochs=2)
+    second, loader = run(tmp_path)
+    second.resume(tmp_path / "last.safetensors")
+    second.fit(loader, None, epochs=2)
+    assert [e["lr"] for e in second.history["epochs"]] == pytest.approx(
+        [e["lr"] for e in straight.history["epochs"]], rel=1e-12)
+
+
+def test_threaded_training_works_after_the_model_was_in_eval_mode():
+    from nnx.data import DataLoader as Loader
+
+    nnx.manual_seed(0)
+    model = nnx.models.LeNet5()
+    model.eval()
+    opt = SGD(model, lr=0.01)
+    trainer = nnx.Trainer(model, opt, progress=False, log=lambda line: None, threads=2)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
+    history = trainer.fit(Loader(images, rng.integers(0, 10, 128), 64), None, epochs=1)
+    assert len(history["steps"]) == 2
