@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import array_api_compat
@@ -85,6 +86,14 @@ class Backend:
     def dtype(self, name: str) -> Any:
         """The library's dtype object for a name such as ``"float32"``."""
         return getattr(self.xp, name)
+
+    def activate(self) -> Any:
+        """A context manager that makes this backend's device current for a block
+        (``use_backend``); a no-op for libraries without a current device."""
+        return contextlib.nullcontext()
+
+    def make_current(self) -> None:
+        """Make this backend's device the thread's current one (``set_backend``)."""
 
     def synchronize(self) -> None:
         """Wait until all queued work on the device has finished (for timing)."""

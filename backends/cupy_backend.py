@@ -53,16 +53,33 @@ class CupyBackend(Backend):
         count = cupy.cuda.runtime.getDeviceCount()
         if device is None:
             index = cupy.cuda.runtime.getDevice()
+        elif isinstance(device, cupy.cuda.Device):
+            index = device.id
+        elif isinstance(device, int) and not isinstance(device, bool):
+            index = device
         else:
-            text = str(device)
-            index = int(text.split(":")[-1]) if text not in ("cuda", "gpu") else 0
+            text = str(device).strip().lower()
+            tail = text.split(":", 1)[1] if text.startswith(("cuda:", "gpu:")) else text
+            if text in ("cuda", "gpu"):
+                index = 0
+            elif tail.isdigit():
+                index = int(tail)
+            else:
+                raise BackendUnavailableError(
+                    f"cupy backend: device {device!r} is not a GPU index; use 0, 1, ... or 'cuda:1'"
+                )
         if not 0 <= index < count:
             raise BackendUnavailableError(
                 f"cupy backend: CUDA device {index} does not exist; this machine has {count}."
             )
-        dev = cupy.cuda.Device(index)
-        dev.use()  # CuPy launches kernels on the thread's current device
-        super().__init__(xp_cupy, dev)
+        super().__init__(xp_cupy, cupy.cuda.Device(index))
+
+    def activate(self) -> Any:
+        """CuPy launches kernels on the thread's current device: make it this one."""
+        return self.device
+
+    def make_current(self) -> None:
+        self.device.use()
 
     def owns(self, x: Any) -> bool:
         return array_api_compat.is_cupy_array(x)

@@ -44,8 +44,13 @@ class StrictBackend(Backend):
                     f"array_api_strict backend: no device {device!r}; it has {names}."
                 )
             dev = devices[key]
+        elif str(device) in devices:
+            dev = devices[str(device)]
         else:
-            dev = device
+            names = ", ".join(repr(str(d).split("'")[1]) for d in devices.values())
+            raise BackendUnavailableError(
+                f"array_api_strict backend: no device {device!r}; it has {names}."
+            )
         super().__init__(xs, dev)
 
     def owns(self, x: Any) -> bool:

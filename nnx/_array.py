@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-__all__ = ["array_namespace", "device", "is_floating", "dtype_str", "namespace_of", "shape_str"]
+__all__ = ["array_namespace", "device", "dtype_str", "namespace_of", "shape_str"]
 
 _NAMESPACES: dict[type, Any] = {}
 
@@ -19,10 +19,6 @@ def namespace_of(x: Any) -> Any:
         ns = array_namespace(x)
         _NAMESPACES[type(x)] = ns
     return ns
-
-
-def is_floating(xp: Any, x: Any) -> bool:
-    return xp.isdtype(x.dtype, "real floating")
 
 
 def dtype_str(dtype: Any) -> str:

@@ -56,6 +56,7 @@ def set_backend(name: str, device: Any = None) -> Backend:
         backend = _create(name, device)
     except (BackendUnavailableError, ValueError) as exc:
         raise exc.with_traceback(None) from None  # the reason, not our internal frames
+    backend.make_current()
     with _default_lock:
         _default = backend
     return backend
@@ -75,6 +76,7 @@ def get_backend() -> Backend:
                     _default = _create(name, device)
                 except (BackendUnavailableError, ValueError) as exc:
                     raise BackendUnavailableError(f"NNX_BACKEND={name!r}: {exc}") from None
+                _default.make_current()
     return _default
 
 
@@ -87,7 +89,8 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
         raise exc.with_traceback(None) from None
     token = _scoped.set(backend)
     try:
-        yield backend
+        with backend.activate():
+            yield backend
     finally:
         _scoped.reset(token)
 

@@ -96,8 +96,9 @@ class Module:
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(name, Parameter) pairs with stable dotted names such as ``"0.weight"``.
 
-        A Parameter shared by several layers is listed once, under its first name
-        (so an optimizer updates it once), as in PyTorch.
+        A Parameter shared by several layers (tied weights: two layer objects holding
+        the same Parameter) is listed once, under its first name, so an optimizer updates
+        it once. Each layer object may appear in a network only once.
         """
         seen: set[int] = set()
         for name, p in self._all_named_parameters(prefix):
@@ -176,7 +177,7 @@ class Module:
         for name, value in state_dict.items():
             if name in params:
                 p = params[name]
-                p.data = _backends.asarray(value, _backend_of(p.data), copy=True)
+                p.data = _backends.asarray(value, backend_of(p.data), copy=True)
                 p.grad = None
 
     def to(self, backend: str | Backend | None = None, device: Any = None,
@@ -187,6 +188,9 @@ class Module:
         device (as PyTorch's ``.to(device)``). Returns ``self``; gradients and kept
         activations are dropped.
         """
+        if dtype is not None and dtype not in ("float32", "float64"):
+            raise ValueError(f"{type(self).__name__}.to: dtype must be 'float32' or 'float64', "
+                             f"got {dtype!r}")
         target = resolve_backend(backend, device) if backend is not None else None
         for p in self.parameters():
             if target is not None:
@@ -194,8 +198,10 @@ class Module:
             elif device is not None:
                 dest = _backends.create_backend(_backends.array_library(p.data), device)
             else:
-                dest = _backend_of(p.data)
-            p.data = _backends.asarray(p.data, dest, dtype=dtype)
+                dest = backend_of(p.data)
+            # a move to another library copies (torch <-> NumPy on the CPU could share memory)
+            moved = dest.name != _backends.array_library(p.data)
+            p.data = _backends.asarray(p.data, dest, dtype=dtype, copy=moved)
             p.grad = None
         for m in self.modules():
             m.clear_cache()
@@ -226,9 +232,6 @@ def backend_of(x: Any) -> Backend:
     return _PLACES[key]
 
 
-_backend_of = backend_of
-
-
 class Sequential(Module):
     """Layers applied in order; ``backward`` runs them in reverse.
 
@@ -236,9 +239,16 @@ class Sequential(Module):
     """
 
     def __init__(self, *layers: Module) -> None:
+        seen: dict[int, int] = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Module")
+            if id(layer) in seen:
+                raise ValueError(
+                    f"Sequential: item {i} is the same {type(layer).__name__} object as item "
+                    f"{seen[id(layer)]}; a layer keeps the activations of its one place for "
+                    "backward, so use two layers (they may share a Parameter)")
+            seen[id(layer)] = i
         self.layers = list(layers)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:

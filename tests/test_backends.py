@@ -241,3 +241,11 @@ def test_gpu_check_scripts_parse():
     for script in ("bench/gpu_check.sh", "bench/gpu_wheels.sh"):
         res = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
         assert res.returncode == 0, f"{script}: {res.stderr}"
+
+
+def test_bad_devices_are_backend_errors():
+    with pytest.raises(nnx.BackendUnavailableError, match="no device 1"):
+        nnx.set_backend("array_api_strict", 1)
+    with pytest.raises(nnx.BackendUnavailableError, match="device 'gpu7'"):
+        nnx.set_backend("numpy", "gpu7")
+    assert nnx.get_backend().name == "numpy"

@@ -408,3 +408,26 @@ def test_load_state_dict_names_a_non_array_value():
     sd = {"0.weight": [[1.0, 2.0], [3.0, 4.0]], "0.bias": model.state_dict()["0.bias"]}
     with pytest.raises(ValueError, match="0.weight: a list in state_dict, not an array"):
         model.load_state_dict(sd)
+
+
+def test_a_layer_object_may_appear_once_in_a_sequential():
+    lin = nnx.Linear(3, 3)
+    with pytest.raises(ValueError, match="item 2 is the same Linear object as item 0"):
+        nnx.Sequential(lin, nnx.ReLU(), lin)
+
+
+def test_to_rejects_non_float_dtypes():
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        nnx.models.MLP((4, 3, 2)).to(dtype="int32")
+
+
+def test_moving_between_libraries_does_not_share_memory():
+    pytest.importorskip("torch")
+    with nnx.use_backend("torch", device="cpu"):
+        model = nnx.Sequential(nnx.Linear(2, 2))
+    old = model[0].weight.data
+    model.to("numpy")
+    new = model[0].weight.data
+    before = float(old[0, 0])
+    new[0, 0] = before + 1.0
+    assert float(old[0, 0]) == before
