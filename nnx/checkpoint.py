@@ -361,6 +361,20 @@ class Checkpoint:
             if obj is not None and st.get("type") != type(obj).__name__:
                 raise ValueError(f"{self.path}: the checkpoint holds {st.get('type')} state, "
                                  f"not {type(obj).__name__}")
+        # check what can be checked before changing anything (no half-restored state)
+        if scheduler is not None:
+            for key, value in scheduler.config().items():
+                if key in sched_state and sched_state[key] != value:
+                    raise ValueError(f"{self.path}: the scheduler's {key} is {value!r} here but "
+                                     f"{sched_state[key]!r} in the checkpoint")
+        if optimizer is not None:
+            for key, buf in opt_state["buffers"].items():
+                i = int(key)
+                if not 0 <= i < len(optimizer.params) or \
+                        tuple(buf.shape) != optimizer.params[i].shape:
+                    raise ValueError(f"{self.path}: optimizer buffer {key} (shape "
+                                     f"{tuple(buf.shape)}) does not fit this optimizer's "
+                                     "parameters")
         model.load_state_dict(self.model_state)
         if optimizer is not None:
             optimizer.load_state_dict(opt_state)

@@ -169,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           out_dir=out, progress=args.progress, config=config, log=say,
                           distributed=dist is not None, threads=_threads(args.threads))
     if resume_path is not None:
+        _check_resume_config(resume_path, config)
         trainer.resume(resume_path)
         say(f"resumed from {resume_path} at epoch {trainer.epoch}, step {trainer.step_in_epoch}")
     n_params = sum(int(_numel(p.shape)) for p in model.parameters())
@@ -183,14 +184,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         say(f"{exc}; resume with: nnx train --resume {out / 'last.safetensors'} --out {out}")
         return 130
-    if not history["epochs"]:
-        say("nothing to do: the checkpoint already has all epochs")
-        return 0
     best = trainer.best_epoch
-    best_rec = next(r for r in history["epochs"] if r["epoch"] == best)
-    say(f"done in {time.perf_counter() - t0:.1f} s; best epoch {best}: val_acc "
-        f"{best_rec['val_acc']:.4f}; wrote {out}/best.safetensors, last.safetensors, history.json")
+    best_rec = next((r for r in history["epochs"] if r["epoch"] == best), None)
+    score = "" if best_rec is None else f"; best epoch {best}: val_acc {best_rec['val_acc']:.4f}"
+    say(f"done in {time.perf_counter() - t0:.1f} s{score}; wrote {out}/best.safetensors, "
+        "last.safetensors, history.json")
     return 0
+
+
+#: Run settings a resumed run must share with its checkpoint (they fix the data order).
+RESUME_KEYS = {"model": "--model", "batch_size": "--batch-size", "seed": "--seed",
+               "data": "--data"}
+
+
+def _check_resume_config(path: Path, config: dict[str, Any]) -> None:
+    from .checkpoint import load
+
+    saved = load(path).meta.get("config") or {}
+    diffs = [f"{flag} {saved[key]!r} there, {config[key]!r} here"
+             for key, flag in RESUME_KEYS.items() if key in saved and saved[key] != config[key]]
+    if diffs:
+        raise CliError(f"--resume: {path} was trained with other settings ({'; '.join(diffs)}); "
+                       "pass the same values, or train into a new --out")
 
 
 def _threads(value: str) -> int | str:
@@ -228,7 +243,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _load_data(root)
     model = load_model(path, backend=backend)
     val = DataLoader(data.test_images, data.test_labels, args.batch_size, shuffle=False)
-    trainer = nnx.Trainer(model, nnx.optim.SGD(model, lr=0.0), log=lambda line: None)
+    trainer = nnx.Trainer(model, nnx.optim.SGD(model, lr=0.0), log=lambda line: None, threads=1)
     metrics = trainer.evaluate(val)
     print(f"accuracy: {metrics['acc']:.4f}")
     print(f"loss: {metrics['loss']:.4f}")

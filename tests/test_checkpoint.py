@@ -426,3 +426,20 @@ def test_float64_model_round_trip(tmp_path):
     back = nnx.load_model(tmp_path / "f64.safetensors", backend="numpy")
     assert back.state_dict()["1.weight"].dtype == np.float64
     np.testing.assert_array_equal(back.state_dict()["1.weight"], model.state_dict()["1.weight"])
+
+
+def test_restore_with_a_mismatched_scheduler_changes_nothing(tmp_path):
+    nnx.manual_seed(0)
+    model = nnx.models.MLP((6, 4, 3))
+    opt = nnx.optim.SGD(model, lr=0.1, momentum=0.9)
+    sched = nnx.lr_scheduler.StepLR(opt, step_size=3)
+    nnx.save(tmp_path / "c.safetensors", model, opt, sched)
+    nnx.manual_seed(1)
+    other = nnx.models.MLP((6, 4, 3))
+    before = {k: np.array(nnx.to_numpy(v), copy=True) for k, v in other.state_dict().items()}
+    opt2 = nnx.optim.SGD(other, lr=0.1, momentum=0.9)
+    sched2 = nnx.lr_scheduler.StepLR(opt2, step_size=5)
+    with pytest.raises(ValueError, match="step_size is 5 here but 3 in the checkpoint"):
+        nnx.load(tmp_path / "c.safetensors").restore(other, opt2, sched2)
+    for k, v in other.state_dict().items():
+        np.testing.assert_array_equal(nnx.to_numpy(v), before[k])

@@ -142,3 +142,12 @@ def test_default_train_reaches_95_percent(tmp_path):
     assert best >= 0.95, history["epochs"]
     ev = nnx_cli("evaluate", str(out / "best.safetensors"))
     assert f"accuracy: {best:.4f}" in ev.stdout
+
+
+def test_resume_refuses_other_data_settings(tiny_run, small_mnist, tmp_path):
+    out, _ = tiny_run
+    (tmp_path / "last.safetensors").write_bytes((out / "last.safetensors").read_bytes())
+    line = one_line_error(nnx_cli("train", "--model", "mlp", "--epochs", "3", "--batch-size", "60",
+                                  "--backend", "numpy", "--data", str(small_mnist),
+                                  "--out", str(tmp_path), "--resume"))
+    assert "--batch-size 50 there, 60 here" in line
