@@ -23,6 +23,17 @@ from .trainer import Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
 
+_SUBMODULES = ("checkpoint", "data", "distributed", "parallel", "plot", "testing")
+
+
+def __getattr__(name: str):
+    """``nnx.data``, ``nnx.testing``, ... without importing them at ``import nnx``."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+
 __all__ = [
     "Backend",
     "BackendUnavailableError",

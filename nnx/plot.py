@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .atomic import atomic_writer
+
 PLOT_HINT = "install matplotlib for curves.png: pip install 'nnx-array[plot]'"
 
 
@@ -55,6 +57,9 @@ def plot_history(history: dict[str, Any], path: str | os.PathLike[str]) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_writer(path) as f:
+            fig.savefig(f, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return True

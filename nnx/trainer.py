@@ -310,10 +310,13 @@ class Trainer:
             return
         from .plot import PLOT_HINT, plot_history
 
-        if plot_history(self.history, self.out_dir / "curves.png"):
-            self.log(f"wrote {self.out_dir / 'curves.png'}")
-        else:
-            self.log(f"no curves.png: {PLOT_HINT}")
+        try:
+            drawn = plot_history(self.history, self.out_dir / "curves.png")
+        except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished run
+            self.log(f"could not draw curves.png ({type(exc).__name__}: {exc}); the checkpoints "
+                     "and history.json are written")
+            return
+        self.log(f"wrote {self.out_dir / 'curves.png'}" if drawn else f"no curves.png: {PLOT_HINT}")
 
     def resume(self, path: str | os.PathLike[str]) -> None:
         """Restore model, optimizer, scheduler, RNG, history and position from a checkpoint

@@ -28,6 +28,19 @@ def _disable_tf32() -> None:
 _disable_tf32()
 
 
+def _pin_array_api_version() -> None:
+    """Test against the 2024.12 standard, not array-api-strict's newest default: nnx
+    must not use what later versions add."""
+    try:
+        import array_api_strict
+    except ImportError:
+        return
+    array_api_strict.set_array_api_strict_flags(api_version="2024.12")
+
+
+_pin_array_api_version()
+
+
 @pytest.fixture(params=nt.requested_specs())
 def backend(request):
     spec = request.param

@@ -249,3 +249,9 @@ def test_bad_devices_are_backend_errors():
     with pytest.raises(nnx.BackendUnavailableError, match="device 'gpu7'"):
         nnx.set_backend("numpy", "gpu7")
     assert nnx.get_backend().name == "numpy"
+
+
+def test_submodules_are_reachable_from_the_package():
+    res = run_py("import nnx; print(nnx.data.load_mnist.__name__, nnx.testing.backends()[0])")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["load_mnist", "numpy"]

@@ -233,3 +233,16 @@ def test_threaded_training_works_after_the_model_was_in_eval_mode():
     images = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
     history = trainer.fit(Loader(images, rng.integers(0, 10, 128), 64), None, epochs=1)
     assert len(history["steps"]) == 2
+
+
+def test_without_matplotlib_training_says_how_to_get_plots(tmp_path, monkeypatch):
+    import nnx.plot
+
+    monkeypatch.setattr(nnx.plot, "plot_available", lambda: False)
+    lines = []
+    trainer, train, val = make_run(tmp_path)
+    trainer.log = lines.append
+    trainer.fit(train, val, epochs=1)
+    assert not (tmp_path / "curves.png").exists()
+    assert any("pip install 'nnx-array[plot]'" in line for line in lines)
+    assert (tmp_path / "best.safetensors").is_file()

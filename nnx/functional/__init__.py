@@ -1,7 +1,9 @@
 """Vectorised forward/backward kernels on the Array API (no loops over data).
 
-Each ``*_forward`` returns the output and a cache; the matching ``*_backward``
-takes the upstream gradient and that cache. Loops run only over kernel offsets.
+``conv2d_forward`` and ``max_pool2d_forward`` return the output and a cache that
+the matching ``*_backward`` takes with the upstream gradient; the linear and
+padding kernels need only the input (or nothing) for backward. Loops run only
+over kernel offsets.
 """
 
 from .conv import conv2d_backward, conv2d_forward, conv_output_size
