@@ -27,7 +27,7 @@ from typing import Any
 from .atomic import atomic_writer
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
-from .module import Module, Sequential
+from .module import Module, Sequential, backend_of
 from .optim.optimizer import Optimizer
 from .parallel import ThreadedDataParallel, auto_threads, correct_count
 
@@ -163,8 +163,10 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         loss_sum, correct, count = 0.0, 0, 0
+        batches = loader.batches(0, backend=None if loader.backend else self._model_backend()) \
+            if hasattr(loader, "batches") else loader
         try:
-            for x, y in loader:
+            for x, y in batches:
                 out = self.model(x)
                 n = int(out.shape[0])
                 loss_sum += float(self.loss_fn(out, y)) * n
@@ -194,9 +196,14 @@ class Trainer:
         self._write_plot()
         return self.history
 
+    def _model_backend(self) -> Any:
+        params = self.model.parameters()
+        return backend_of(params[0].data) if params else None
+
     def _batches(self, loader: Any) -> Iterator[tuple[Any, Any]]:
-        if hasattr(loader, "iter_from"):
-            return loader.iter_from(self.epoch, self.step_in_epoch)
+        if hasattr(loader, "iter_from"):  # nnx's DataLoader: batches on the model's backend
+            return loader.iter_from(self.epoch, self.step_in_epoch,
+                                    backend=None if loader.backend else self._model_backend())
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)
         it = iter(loader)

@@ -246,3 +246,17 @@ def test_without_matplotlib_training_says_how_to_get_plots(tmp_path, monkeypatch
     assert not (tmp_path / "curves.png").exists()
     assert any("pip install 'nnx-array[plot]'" in line for line in lines)
     assert (tmp_path / "best.safetensors").is_file()
+
+
+def test_loader_batches_follow_the_model_backend():
+    """DESIGN §9: the iterator yields arrays on the model's backend, whatever is active."""
+    pytest.importorskip("torch")
+    nnx.manual_seed(0)
+    with nnx.use_backend("torch", device="cpu"):
+        model = nnx.models.MLP((784, 16, 10))
+    opt = SGD(model, lr=0.05)
+    trainer = nnx.Trainer(model, opt, progress=False, log=lambda line: None)
+    x, y = synthetic(32)
+    assert nnx.get_backend().name == "numpy"
+    history = trainer.fit(DataLoader(x, y, 16), DataLoader(x, y, 16, shuffle=False), epochs=1)
+    assert history["epochs"][0]["val_acc"] is not None

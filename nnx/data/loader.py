@@ -172,12 +172,20 @@ class DataLoader:
         be = resolve_backend(self.backend)
         return self._generate(steps, be)
 
-    def iter_from(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
+    def iter_from(self, epoch: int, start: int = 0,
+                  backend: str | Backend | None = None) -> Iterator[tuple[Any, Any]]:
         """Epoch ``epoch``'s batches from batch ``start`` on (resuming inside an epoch
-        without converting the batches already done)."""
+        without converting the batches already done), on ``backend`` if given; the next
+        plain iteration is epoch ``epoch + 1``."""
         self.epoch = epoch + 1
+        return self.batches(epoch, start, backend)
+
+    def batches(self, epoch: int, start: int = 0,
+                backend: str | Backend | None = None) -> Iterator[tuple[Any, Any]]:
+        """Epoch ``epoch``'s batches from batch ``start`` on, on ``backend`` (default: the
+        loader's, else the active one), leaving the loader's epoch counter alone."""
         steps = self.batch_indices(epoch)[start:]
-        return self._generate(steps, resolve_backend(self.backend))
+        return self._generate(steps, resolve_backend(backend or self.backend))
 
     def _generate(self, steps: list[np.ndarray], be: Backend) -> Iterator[tuple[Any, Any]]:
         on_device = not be.is_host and self.images.dtype == np.uint8
