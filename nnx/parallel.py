@@ -90,7 +90,7 @@ class ThreadedDataParallel:
         self.loss_fns = [copy.copy(loss_fn) for _ in range(threads)]
         self._params = model.parameters()
         self._replica_params = [r.parameters() for r in self.replicas]
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="nnx-dp")
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="nnx-dp")
 
     def applies(self, batch: int) -> bool:
         return batch >= self.threads * MIN_PER_THREAD
@@ -116,10 +116,11 @@ class ThreadedDataParallel:
         for replica in self.replicas:  # training step: replicas keep their activations
             if not replica.training:
                 replica.train()
-        with blas_threads(1):
+        with blas_threads(1):  # slices 1..k-1 in the pool, slice 0 on this thread
             futures = [self._pool.submit(self._run, i, x[bounds[i]:bounds[i + 1], ...],
-                                         y[bounds[i]:bounds[i + 1]]) for i in range(k)]
-            results = [f.result() for f in futures]
+                                         y[bounds[i]:bounds[i + 1]]) for i in range(1, k)]
+            results = [self._run(0, x[bounds[0]:bounds[1], ...], y[bounds[0]:bounds[1]])]
+            results += [f.result() for f in futures]
         weights = [r[2] / n for r in results]
         equal = len({r[2] for r in results}) == 1
         for j, p in enumerate(self._params):
