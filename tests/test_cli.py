@@ -151,3 +151,36 @@ def test_resume_refuses_other_data_settings(tiny_run, small_mnist, tmp_path):
                                   "--backend", "numpy", "--data", str(small_mnist),
                                   "--out", str(tmp_path), "--resume"))
     assert "--batch-size 50 there, 60 here" in line
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(small_mnist, tmp_path):
+    """A real SIGINT in the middle of training: finish the step, save, exit 130, resume."""
+    import signal
+    import time
+
+    env = {**os.environ}
+    env.pop("NNX_BACKEND", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnx", "train", "--model", "mlp", "--epochs", "200",
+         "--batch-size", "50", "--backend", "numpy", "--data", str(small_mnist),
+         "--out", str(tmp_path), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (tmp_path / "history.json").exists() and time.time() < deadline:
+        time.sleep(0.05)  # wait until at least one epoch is done
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "training interrupted at epoch" in out and "resume with: nnx train --resume" in out
+    assert "Traceback" not in err
+    from nnx.checkpoint import load
+
+    state = load(tmp_path / "last.safetensors").meta["trainer"]
+    done = state["epoch"]
+    assert 1 <= done < 200
+    res = nnx_cli("train", "--model", "mlp", "--epochs", str(done + 1), "--batch-size", "50",
+                  "--backend", "numpy", "--data", str(small_mnist), "--out", str(tmp_path),
+                  "--no-progress", "--resume")
+    assert res.returncode == 0, res.stderr
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == list(range(1, done + 2))
