@@ -110,13 +110,19 @@ def resolve_backend(backend: str | Backend | None, device: Any = None) -> Backen
 
 
 def to_numpy(x: Any) -> Any:
-    """A host NumPy array with the values of ``x`` (an array of any backend)."""
+    """A host NumPy array with the values of ``x`` (an array of any backend).
+
+    Like ``np.asarray``, it may share memory with ``x`` when ``x`` already lives in host
+    memory (a NumPy array, a CPU torch tensor); copy it before writing into it."""
     return _backends.to_numpy(x)
 
 
 def asarray(x: Any, backend: str | Backend | None = None, dtype: str | None = None) -> Any:
     """``x`` (NumPy data or an array of any backend) as an array of ``backend``
-    (default: the active one) on that backend's device."""
+    (default: the active one) on that backend's device.
+
+    Like ``np.asarray``, an array already on that backend and device is returned as it
+    is, and host arrays may be shared rather than copied."""
     return _backends.asarray(x, resolve_backend(backend), dtype=dtype)
 
 
