@@ -17,7 +17,6 @@ from .registry import (
     available_backends,
     create_backend,
     probe,
-    synchronize,
     to_numpy,
 )
 
@@ -35,6 +34,5 @@ __all__ = [
     "manual_seed",
     "probe",
     "set_rng_state",
-    "synchronize",
     "to_numpy",
 ]

@@ -96,17 +96,3 @@ def asarray(x: Any, backend: Backend, dtype: str | None = None, copy: bool = Fal
     if copy:
         out = backend.xp.asarray(out, copy=True)
     return out
-
-
-def synchronize(x: Any = None, backend: Backend | None = None) -> None:
-    """Wait for the device work behind ``x`` (or ``backend``) to finish."""
-    if backend is not None:
-        backend.synchronize()
-    elif x is not None and array_library(x) in ("cupy", "torch"):
-        lib = array_library(x)
-        if lib == "cupy":
-            x.device.synchronize()
-        elif x.device.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize(x.device)
