@@ -2,37 +2,80 @@
 
 One code path trains on NumPy (CPU), CuPy (CUDA), PyTorch tensors and
 array-api-strict; pick the library with :func:`set_backend`.
+
+The names below are imported on first use (PEP 562), so ``import nnx`` and the
+``nnx`` command start in milliseconds and a Ctrl-C at start-up reaches the
+command's own handler instead of interrupting a long chain of imports.
 """
 
-from . import lr_scheduler, models, optim
-from .backend import (
-    asarray,
-    available_backends,
-    get_backend,
-    set_backend,
-    synchronize,
-    to_numpy,
-    use_backend,
-)
-from .backends import Backend, BackendUnavailableError, manual_seed
-from .checkpoint import load, load_model, save
-from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, ZeroPad2d
-from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
-from .module import Module, Parameter, Sequential, backend_of
-from .trainer import Trainer, TrainingDiverged
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("checkpoint", "data", "distributed", "parallel", "plot", "testing")
+_logger = logging.getLogger("nnx")
+if not _logger.handlers:
+    # nnx says which backend "auto" chose (and the like) on stderr by default;
+    # logging.getLogger("nnx").setLevel(logging.WARNING) silences it.
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(logging.INFO)
+    _logger.propagate = False
+
+#: public name -> the submodule that defines it
+_NAMES = {
+    "asarray": "backend", "available_backends": "backend", "get_backend": "backend",
+    "set_backend": "backend", "synchronize": "backend", "to_numpy": "backend",
+    "use_backend": "backend",
+    "Backend": "backends", "BackendUnavailableError": "backends", "manual_seed": "backends",
+    "load": "checkpoint", "load_model": "checkpoint", "save": "checkpoint",
+    "Conv2d": "layers", "Flatten": "layers", "Linear": "layers", "MaxPool2d": "layers",
+    "ReLU": "layers", "ZeroPad2d": "layers",
+    "CrossEntropyLoss": "loss", "MultiCrossEntropyLoss": "loss",
+    "Module": "module", "Parameter": "module", "Sequential": "module", "backend_of": "module",
+    "Trainer": "trainer", "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
+}
+_SUBMODULES = ("backends", "checkpoint", "data", "distributed", "lr_scheduler", "models",
+               "optim", "parallel", "plot", "testing", "trainer")
 
 
-def __getattr__(name: str):
-    """``nnx.data``, ``nnx.testing``, ... without importing them at ``import nnx``."""
-    if name in _SUBMODULES:
-        import importlib
+def __getattr__(name: str) -> Any:
+    """``nnx.Linear``, ``nnx.optim``, ... imported when first asked for."""
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES) | set(_SUBMODULES))
+
+
+if TYPE_CHECKING:  # what static tools see
+    from . import lr_scheduler, models, optim
+    from .backend import (
+        asarray,
+        available_backends,
+        get_backend,
+        set_backend,
+        synchronize,
+        to_numpy,
+        use_backend,
+    )
+    from .backends import Backend, BackendUnavailableError, manual_seed
+    from .checkpoint import load, load_model, save
+    from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, ZeroPad2d
+    from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
+    from .module import Module, Parameter, Sequential, backend_of
+    from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
     "Backend",
@@ -46,9 +89,10 @@ __all__ = [
     "MultiCrossEntropyLoss",
     "Parameter",
     "ReLU",
+    "Sequential",
     "Trainer",
     "TrainingDiverged",
-    "Sequential",
+    "TrainingInterrupted",
     "ZeroPad2d",
     "asarray",
     "available_backends",

@@ -18,15 +18,7 @@ from typing import Any
 from . import backends as _backends
 from .backends import Backend, BackendUnavailableError
 
-logger = logging.getLogger("nnx")
-if not logger.handlers:
-    # nnx says which backend "auto" chose (and the like) on stderr by default;
-    # logging.getLogger("nnx").setLevel(logging.WARNING) silences it.
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(_handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+logger = logging.getLogger("nnx")  # its stderr handler is set up in nnx/__init__.py
 
 _default_lock = threading.Lock()
 _default: Backend | None = None

@@ -28,9 +28,10 @@ from .module import Module, Sequential, backend_of
 MIN_PER_THREAD = 32
 
 
-def auto_threads(model: Module) -> int:
+def auto_threads(model: Module, batch_size: int | None = None) -> int:
     """Threads worth using for ``model``: one per usable core on the NumPy backend when
-    its BLAS thread count can be controlled and the model has convolutions, else 1.
+    its BLAS thread count can be controlled and the model has convolutions, else 1;
+    with ``batch_size``, no more than the batch gives :data:`MIN_PER_THREAD` samples each.
 
     Measured on a 2-core machine (bench/README.md): convolutional nets gain (the wide
     CNN at batch 128 went from 82 to 55 ms a step) because their element-wise work,
@@ -48,7 +49,10 @@ def auto_threads(model: Module) -> int:
 
     if not any(isinstance(m, Conv2d) for m in model.modules()):
         return 1
-    return max(1, usable_cores())
+    n = usable_cores()
+    if batch_size is not None:
+        n = min(n, batch_size // MIN_PER_THREAD)
+    return max(1, n)
 
 
 def replicate(model: Module) -> Module:

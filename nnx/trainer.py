@@ -7,7 +7,9 @@ per epoch. After each epoch the model is evaluated on the validation loader,
 improves (the earliest epoch wins ties) and ``last.safetensors`` always. A
 non-finite loss stops training before the update with :class:`TrainingDiverged`
 and writes nothing, so the last good checkpoints stay. Ctrl-C finishes the
-current step, saves a resumable ``last.safetensors`` and raises KeyboardInterrupt.
+current step, saves a resumable ``last.safetensors`` and raises
+:class:`TrainingInterrupted` (a KeyboardInterrupt); distributed, the ranks agree on
+stopping at the same step, so an interrupt that reaches one rank stops them all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._array import dtype_str
 from .atomic import atomic_writer
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
@@ -34,6 +37,55 @@ from .parallel import ThreadedDataParallel, auto_threads, correct_count
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names epoch, step and lr."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a step; ``checkpoint`` is the resumable file saved
+    then (None when the Trainer writes no files)."""
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+def model_placement(model: Module) -> tuple[Any, str | None]:
+    """(Backend, dtype name) of the model's parameters; (None, None) without parameters."""
+    params = model.parameters()
+    if not params:
+        return None, None
+    return backend_of(params[0].data), dtype_str(params[0].dtype)
+
+
+def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = None
+             ) -> dict[str, float]:
+    """Mean loss (over samples) and accuracy of ``model`` on ``loader``, in eval mode.
+
+    ``loss_fn`` defaults to :class:`~nnx.CrossEntropyLoss` (a mean over its batch:
+    each batch's mean is weighted by its size). An nnx DataLoader yields its
+    batches on the model's backend and in its dtype. Returns ``{"loss", "acc", "n"}``;
+    the model's training mode is restored afterwards.
+    """
+    loss_fn = loss_fn if loss_fn is not None else CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    if hasattr(loader, "batches"):
+        backend, dtype = model_placement(model)
+        batches = loader.batches(0, backend=None if loader.backend else backend, dtype=dtype)
+    else:
+        batches = loader
+    try:
+        for x, y in batches:
+            out = model(x)
+            n = int(out.shape[0])
+            loss_sum += float(loss_fn(out, y)) * n
+            correct += correct_count(out, y)
+            count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate: the loader yielded no batches")
+    return {"loss": loss_sum / count, "acc": correct / count, "n": int(count)}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -89,7 +141,10 @@ class Trainer:
         self.best_val_acc = -math.inf
         self.best_epoch: int | None = None
         self._partial = {"loss_sum": 0.0, "correct": 0, "count": 0}
-        self._stop_requested = False
+        self._stop_requested = False  # set by Ctrl-C on this process
+        self._stop_agreed = False     # every rank stops (distributed: reduced each step)
+        self._finished = False        # all epochs done: Ctrl-C no longer interrupts training
+        self.written: list[str] = []  # files this Trainer wrote, in order, without repeats
         if threads == "auto":  # MPI ranks on one machine already share its cores
             threads = 1 if distributed else auto_threads(model)
         if not isinstance(threads, int) or threads < 1:
@@ -134,8 +189,11 @@ class Trainer:
             out = self.model(x)
             loss_value = float(self.loss_fn(out, y))
         world = self._world()
-        if world is not None and world.world_size() > 1:
-            loss_value = float(world.allreduce_mean(loss_value))
+        if self._multi_rank():
+            # one collective: the mean loss, and whether any rank was interrupted
+            loss_sum, stops = world.allreduce_sum([loss_value, float(self._stop_requested)])
+            loss_value = loss_sum / world.world_size()
+            self._stop_agreed = stops > 0
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
                 f"loss became {loss_value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
@@ -156,27 +214,12 @@ class Trainer:
 
     # -- loops --------------------------------------------------------------
     def evaluate(self, loader: Iterable[tuple[Any, Any]]) -> dict[str, float]:
-        """Mean loss and accuracy over ``loader`` (eval mode, no updates).
+        """Mean loss and accuracy over ``loader`` (eval mode, no updates): :func:`evaluate`
+        with this Trainer's model and loss.
 
         Distributed, give every rank the whole (unsharded) validation loader: the
         figures are then exact and the same everywhere, with no collective."""
-        was_training = self.model.training
-        self.model.eval()
-        loss_sum, correct, count = 0.0, 0, 0
-        batches = loader.batches(0, backend=None if loader.backend else self._model_backend()) \
-            if hasattr(loader, "batches") else loader
-        try:
-            for x, y in batches:
-                out = self.model(x)
-                n = int(out.shape[0])
-                loss_sum += float(self.loss_fn(out, y)) * n
-                correct += correct_count(out, y)
-                count += n
-        finally:
-            self.model.train(was_training)
-        if count == 0:
-            raise ValueError("Trainer.evaluate: the loader yielded no batches")
-        return {"loss": loss_sum / count, "acc": correct / count, "n": int(count)}
+        return evaluate(self.model, loader, self.loss_fn)
 
     def fit(self, train_loader: Any, val_loader: Any = None, epochs: int = 1) -> dict[str, Any]:
         """Train until ``epochs`` epochs are complete (counting epochs already done when
@@ -186,24 +229,44 @@ class Trainer:
         if self.out_dir is not None and self._is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
+        self._finished = False
         with self._sigint_saves():
             while self.epoch < epochs:
                 self._run_epoch(train_loader, val_loader, epochs)
-                if self._stop_requested:
-                    break
-        if self._stop_requested:
-            raise KeyboardInterrupt(self._interrupt_message())
-        self._write_plot()
+                if self.epoch < epochs and self._agree_stop():  # the same test on every rank
+                    checkpoint = self._checkpoint()
+                    raise TrainingInterrupted(self._interrupt_message(checkpoint), checkpoint)
+            self._finished = True  # from here on Ctrl-C cannot lose training: draw the plot
+            self._write_plot()
         return self.history
 
-    def _model_backend(self) -> Any:
-        params = self.model.parameters()
-        return backend_of(params[0].data) if params else None
+    def _multi_rank(self) -> bool:
+        world = self._world()
+        return world is not None and world.world_size() > 1
+
+    def _stop_now(self) -> bool:
+        """After a step: stop? Distributed, what the ranks agreed in the step's collective."""
+        return self._stop_agreed if self._multi_rank() else self._stop_requested
+
+    def _agree_stop(self) -> bool:
+        """At the end of an epoch: stop? Distributed, one small collective so that every
+        rank decides the same (an interrupt may have reached one rank during evaluation)."""
+        if self._multi_rank():
+            self._stop_agreed = self._world().allreduce_sum(float(self._stop_requested)) > 0
+            return self._stop_agreed
+        return self._stop_requested
+
+    def _checkpoint(self) -> Path | None:
+        if self.out_dir is None or not self._is_main():
+            return None
+        path = self.out_dir / "last.safetensors"
+        return path if path.is_file() else None
 
     def _batches(self, loader: Any) -> Iterator[tuple[Any, Any]]:
-        if hasattr(loader, "iter_from"):  # nnx's DataLoader: batches on the model's backend
+        if hasattr(loader, "iter_from"):  # nnx's DataLoader: on the model's backend and dtype
+            backend, dtype = model_placement(self.model)
             return loader.iter_from(self.epoch, self.step_in_epoch,
-                                    backend=None if loader.backend else self._model_backend())
+                                    backend=None if loader.backend else backend, dtype=dtype)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)
         it = iter(loader)
@@ -238,7 +301,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}")
-                if self._stop_requested:
+                if self._stop_now():
                     self._save("last.safetensors")
                     return
         finally:
@@ -307,10 +370,16 @@ class Trainer:
 
         save(self.out_dir / name, self.model, self.optimizer, self.scheduler,
              trainer=self.trainer_state(), history=self.history, config=self.config)
+        self._wrote(name)
+
+    def _wrote(self, name: str) -> None:
+        if name not in self.written:
+            self.written.append(name)
 
     def _write_history(self) -> None:
         if self.out_dir is not None and self._is_main():
             write_json_atomic(self.out_dir / "history.json", self.history)
+            self._wrote("history.json")
 
     def _write_plot(self) -> None:
         if self.out_dir is None or not self._is_main():
@@ -319,10 +388,16 @@ class Trainer:
 
         try:
             drawn = plot_history(self.history, self.out_dir / "curves.png")
+        except KeyboardInterrupt:  # a second Ctrl-C: the run itself is complete
+            self.log("curves.png not drawn (interrupted); training is complete and the "
+                     "checkpoints and history.json are written")
+            return
         except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished run
             self.log(f"could not draw curves.png ({type(exc).__name__}: {exc}); the checkpoints "
                      "and history.json are written")
             return
+        if drawn:
+            self._wrote("curves.png")
         self.log(f"wrote {self.out_dir / 'curves.png'}" if drawn else f"no curves.png: {PLOT_HINT}")
 
     def resume(self, path: str | os.PathLike[str]) -> None:
@@ -331,9 +406,13 @@ class Trainer:
         from .checkpoint import load
 
         ckpt = load(path)
+        state = ckpt.meta.get("trainer") or {}
+        saved_interval = state.get("scheduler_interval", self.scheduler_interval)
+        if self.scheduler is not None and saved_interval != self.scheduler_interval:
+            raise ValueError(f"{path}: the scheduler was stepped per {saved_interval} there, "
+                             f"per {self.scheduler_interval} here (scheduler_interval)")
         ckpt.restore(self.model, self.optimizer, self.scheduler)
         meta = ckpt.meta
-        state = meta.get("trainer") or {}
         self.history = meta.get("history") or {"epochs": [], "steps": []}
         self.epoch = int(state.get("epoch", 0))
         self.step_in_epoch = int(state.get("step_in_epoch", 0))
@@ -342,7 +421,7 @@ class Trainer:
         self.best_val_acc = -math.inf if best is None else float(best)
         self.best_epoch = state.get("best_epoch")
         self._partial = dict(state.get("partial") or {"loss_sum": 0.0, "correct": 0, "count": 0})
-        self._stop_requested = False
+        self._stop_requested = self._stop_agreed = False
 
     # -- Ctrl-C ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -358,8 +437,12 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
             self._stop_requested = True
-            self.log("interrupt: finishing this step and saving a resumable checkpoint "
-                     "(Ctrl-C again to stop at once)")
+            if self._finished:
+                self.log("interrupt: training is complete; finishing curves.png "
+                         "(Ctrl-C again to skip it)")
+            else:
+                self.log("interrupt: finishing this step and saving a resumable checkpoint "
+                         "(Ctrl-C again to stop at once)")
 
         signal.signal(signal.SIGINT, handler)
         try:
@@ -367,10 +450,11 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _interrupt_message(self) -> str:
-        where = f" in {self.out_dir / 'last.safetensors'}" if self.out_dir is not None else ""
-        return (f"training interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; "
-                f"state saved{where}")
+    def _interrupt_message(self, checkpoint: Path | None) -> str:
+        where = (f"after epoch {self.epoch}" if self.step_in_epoch == 0 else
+                 f"at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+        saved = f"; state saved in {checkpoint}" if checkpoint is not None else ""
+        return f"training interrupted {where}{saved}"
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:
@@ -382,4 +466,5 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-__all__ = ["Trainer", "TrainingDiverged", "write_json_atomic"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "model_placement",
+           "write_json_atomic"]

@@ -3,7 +3,8 @@
 Shuffling happens on the host with NumPy: epoch ``e`` uses the permutation of
 ``np.random.default_rng([seed, e])``, so a run resumed at epoch ``e`` (after
 ``set_epoch(e)``) sees exactly the batches an uninterrupted run would. Each
-batch is gathered with one fancy index, converted to float32 once, and moved to
+batch is gathered with one fancy index, converted to the loader's dtype
+(float32 by default; the Trainer asks for its model's dtype) once, and moved to
 the backend.
 
 Sharding (``world_size`` W > 1, global batch B, local batch b = B / W): the
@@ -29,11 +30,19 @@ from .. import backends as _backends
 from ..backend import resolve_backend
 from ..backends import Backend
 
+FLOAT_DTYPES = ("float32", "float64")
+
 
 def _int_arg(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"DataLoader: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _dtype_arg(dtype: Any) -> str:
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"DataLoader: dtype must be 'float32' or 'float64', got {dtype!r}")
+    return str(dtype)
 
 
 def _host(name: str, x: Any) -> np.ndarray:
@@ -52,7 +61,7 @@ class DataLoader:
     ----------
     images : array
         (N, H, W) or (N, C, H, W); uint8 (0..255, scaled to [0, 1]) or floating
-        (kept as float32). Host NumPy data, or an array of any backend (copied
+        (cast to ``dtype``). Host NumPy data, or an array of any backend (copied
         to the host once).
     labels : array
         (N,) integers, yielded as int64.
@@ -70,8 +79,11 @@ class DataLoader:
         each time iteration starts.
     rank, world_size : int
         This process's shard (see the module docstring for the rule).
+    dtype : ``"float32"`` or ``"float64"``
+        The dtype of the yielded images (a float64 model needs float64 batches;
+        :meth:`batches` may ask for another per call).
 
-    Iterating yields ``x`` float32 (b, C, H, W) (C = 1 for 3-D ``images``) and
+    Iterating yields ``x`` of ``dtype`` (b, C, H, W) (C = 1 for 3-D ``images``) and
     ``y`` int64 (b,) on the backend. Each ``iter()`` uses :attr:`epoch` and then
     advances it by one, so a plain loop over epochs reshuffles every time;
     ``set_epoch(e)`` picks the epoch explicitly (e.g. when resuming).
@@ -79,7 +91,7 @@ class DataLoader:
 
     def __init__(self, images: Any, labels: Any, batch_size: int, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False, backend: str | Backend | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, dtype: str = "float32") -> None:
         imgs = _host("images", images)
         labs = _host("labels", labels)
         if imgs.ndim == 3:
@@ -91,7 +103,6 @@ class DataLoader:
             if not np.issubdtype(imgs.dtype, np.floating):
                 raise ValueError(f"DataLoader: images must be uint8 (0..255) or floating, got "
                                  f"{imgs.dtype}")
-            imgs = imgs.astype(np.float32, copy=False)
         if labs.ndim != 1 or not np.issubdtype(labs.dtype, np.integer):
             raise ValueError(f"DataLoader: labels must be a 1-D integer array, got shape "
                              f"{labs.shape} dtype {labs.dtype}")
@@ -113,6 +124,7 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.backend = None if backend is None else resolve_backend(backend)
+        self.dtype = _dtype_arg(dtype)
         self.epoch = 0
 
     # -- sizes ------------------------------------------------------------
@@ -158,11 +170,13 @@ class DataLoader:
         return steps
 
     # -- iteration ----------------------------------------------------------
-    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(self, idx: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         x = self.images[idx]  # one gather; a new array
         if x.dtype == np.uint8:
-            x = x.astype(np.float32)
-            np.divide(x, np.float32(255), out=x)
+            x = x.astype(dtype)
+            np.divide(x, x.dtype.type(255), out=x)
+        else:
+            x = x.astype(dtype, copy=False)
         return x, self.labels[idx]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
@@ -170,32 +184,35 @@ class DataLoader:
         self.epoch = epoch + 1
         steps = self.batch_indices(epoch)
         be = resolve_backend(self.backend)
-        return self._generate(steps, be)
+        return self._generate(steps, be, self.dtype)
 
-    def iter_from(self, epoch: int, start: int = 0,
-                  backend: str | Backend | None = None) -> Iterator[tuple[Any, Any]]:
+    def iter_from(self, epoch: int, start: int = 0, backend: str | Backend | None = None,
+                  dtype: str | None = None) -> Iterator[tuple[Any, Any]]:
         """Epoch ``epoch``'s batches from batch ``start`` on (resuming inside an epoch
-        without converting the batches already done), on ``backend`` if given; the next
-        plain iteration is epoch ``epoch + 1``."""
+        without converting the batches already done), on ``backend`` and in ``dtype`` if
+        given; the next plain iteration is epoch ``epoch + 1``."""
         self.epoch = epoch + 1
-        return self.batches(epoch, start, backend)
+        return self.batches(epoch, start, backend, dtype)
 
-    def batches(self, epoch: int, start: int = 0,
-                backend: str | Backend | None = None) -> Iterator[tuple[Any, Any]]:
+    def batches(self, epoch: int, start: int = 0, backend: str | Backend | None = None,
+                dtype: str | None = None) -> Iterator[tuple[Any, Any]]:
         """Epoch ``epoch``'s batches from batch ``start`` on, on ``backend`` (default: the
-        loader's, else the active one), leaving the loader's epoch counter alone."""
+        loader's, else the active one) and in ``dtype`` (default: the loader's), leaving
+        the loader's epoch counter alone."""
         steps = self.batch_indices(epoch)[start:]
-        return self._generate(steps, resolve_backend(backend or self.backend))
+        dtype = self.dtype if dtype is None else _dtype_arg(dtype)
+        return self._generate(steps, resolve_backend(backend or self.backend), dtype)
 
-    def _generate(self, steps: list[np.ndarray], be: Backend) -> Iterator[tuple[Any, Any]]:
+    def _generate(self, steps: list[np.ndarray], be: Backend, dtype: str
+                  ) -> Iterator[tuple[Any, Any]]:
         on_device = not be.is_host and self.images.dtype == np.uint8
         for idx in steps:
             if on_device:  # move the uint8 pixels (4x fewer bytes), scale on the device
-                x = be.xp.astype(be.from_numpy(self.images[idx]), be.xp.float32)
+                x = be.xp.astype(be.from_numpy(self.images[idx]), getattr(be.xp, dtype))
                 x /= 255
                 yield x, be.from_numpy(self.labels[idx])
                 continue
-            x, y = self._batch(idx)
+            x, y = self._batch(idx, dtype)
             yield be.from_numpy(x), be.from_numpy(y)
 
     def __repr__(self) -> str:

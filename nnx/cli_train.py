@@ -1,0 +1,228 @@
+"""``nnx train``: a recipe, a run folder, a Trainer, and lines that tell the truth.
+
+The out folder and its lock are :mod:`nnx.run_folder`'s; the recipe and the rule
+for ``--resume`` are :mod:`nnx.recipe`'s. Ctrl-C finishes the current step,
+saves a resumable ``last.safetensors`` and exits with status 130 (a second
+Ctrl-C stops at once); under ``--distributed`` the ranks agree on the step to
+stop at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import CliError, data_label, load_data, set_backend
+from .recipe import DEFAULTS, RecipeError, resolve, saved_recipe
+from .run_folder import RunFolderError, open_run_folder
+
+#: ``--epochs`` when neither given nor recorded in a resumed run.
+DEFAULT_EPOCHS = 10
+
+
+def _optimizer(recipe: dict[str, Any], model: Any) -> Any:
+    from . import optim
+
+    if recipe["optimizer"] == "momentum":
+        return optim.MomentGD(model, lr=recipe["lr"], mu=recipe["momentum"],
+                              weight_decay=recipe["weight_decay"])
+    return optim.SGD(model, lr=recipe["lr"], momentum=recipe["momentum"],
+                     weight_decay=recipe["weight_decay"], nesterov=recipe["nesterov"])
+
+
+def _scheduler(recipe: dict[str, Any], opt: Any) -> Any:
+    from . import lr_scheduler as ls
+
+    kind, gamma = recipe["scheduler"], recipe["gamma"]
+    if kind == "step":
+        return ls.StepLR(opt, step_size=recipe["step_size"], gamma=gamma)
+    if kind == "multistep":
+        return ls.MultiStepLR(opt, milestones=recipe["milestones"], gamma=gamma)
+    if kind == "exponential":
+        return ls.ExponentialLR(opt, gamma=gamma)
+    return None
+
+
+def _threads(value: str, model: Any, local_batch: int, distributed: bool) -> int:
+    """The thread count to train with; an error rather than threads that would never run."""
+    from .backends.cpu_threads import usable_cores
+    from .parallel import MIN_PER_THREAD, auto_threads
+
+    if value == "auto":
+        return 1 if distributed else auto_threads(model, local_batch)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise CliError(f"--threads must be 'auto' or a positive integer, got {value!r}")
+    cores = usable_cores()
+    if n > cores:
+        raise CliError(f"--threads {n}: this process may use {cores} CPU cores; use --threads "
+                       f"{cores} or less, or auto")
+    if n > 1 and local_batch < n * MIN_PER_THREAD:
+        per = " per rank" if distributed else ""
+        raise CliError(f"--threads {n} gives each thread at least {MIN_PER_THREAD} samples: it "
+                       f"needs a batch of {n * MIN_PER_THREAD} or more{per}, and the batch is "
+                       f"{local_batch}; use --threads auto or 1, or a larger --batch-size")
+    return n
+
+
+def _data(args: argparse.Namespace, meta: dict[str, Any] | None, checkpoint: Path | None
+          ) -> tuple[str | None, Any, dict[str, Any]]:
+    """(absolute data folder or None for the sample, the data, its fingerprint); a resumed
+    run must get the data it was trained on."""
+    from .data.fingerprint import differences, fingerprint
+
+    config = (meta or {}).get("config") or {}
+    root = args.data if args.data is not None else config.get("data")
+    if root is not None:
+        root = str(Path(root).resolve())
+    data = load_data(root)
+    prints = fingerprint(data)
+    if meta is None:
+        return root, data, prints
+    if "data_fingerprint" in config:
+        diffs = differences(config["data_fingerprint"], prints)
+        if diffs:
+            raise CliError(f"--resume: the data in {data_label(root)} is not what {checkpoint} "
+                           f"was trained on ({diffs[0]}); resume with the same data (--data DIR)")
+    elif args.data is not None and config.get("data") is not None \
+            and Path(config["data"]).resolve() != Path(args.data).resolve():
+        raise CliError(f"--resume: {checkpoint} was trained with --data {config['data']}, not "
+                       f"{args.data}")
+    return root, data, prints
+
+
+def _best_line(trainer: Any, folder: Path, checkpoint: Path | None) -> str:
+    best = trainer.best_epoch
+    rec = next((r for r in trainer.history["epochs"] if r["epoch"] == best), None)
+    if rec is None:
+        return ""
+    score = rec["val_acc"] if rec["val_acc"] is not None else rec["train_acc"]
+    line = f"; best epoch {best}: {'val_acc' if rec['val_acc'] is not None else 'train_acc'} " \
+           f"{score:.4f}"
+    if "best.safetensors" in trainer.written:
+        return line
+    for place in (folder, None if checkpoint is None else checkpoint.parent):
+        if place is not None and (place / "best.safetensors").is_file():
+            return line + f" (in {place / 'best.safetensors'}, saved before this resume)"
+    return line + " (its checkpoint is not in this folder)"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import nnx
+
+    from .checkpoint import load
+    from .data import DataLoader
+    from .models import CLI_NAMES, MODELS
+
+    dist = None
+    if args.distributed:
+        from . import distributed as dist
+
+        dist.init()
+    world = 1 if dist is None else dist.world_size()
+    rank = 0 if dist is None else dist.rank()
+    main = rank == 0
+    say = (lambda line: print(line, flush=True)) if main else (lambda line: None)
+
+    try:
+        run = open_run_folder(args.out, args.resume, args.overwrite) if main else None
+    except RunFolderError as exc:
+        raise CliError(str(exc)) from None
+    with run if run is not None else contextlib.nullcontext():
+        folder, checkpoint = (run.path, run.checkpoint) if run is not None else (None, None)
+        if world > 1:
+            folder, checkpoint = dist.broadcast_object((folder, checkpoint))
+        meta = load(checkpoint).meta if checkpoint is not None else None
+        given = {k: getattr(args, k) for k in DEFAULTS}
+        try:
+            recipe = resolve(given, saved_recipe(meta) if meta is not None else None,
+                             str(checkpoint))
+        except RecipeError as exc:
+            raise CliError(str(exc)) from None
+        saved_epochs = ((meta or {}).get("config") or {}).get("epochs")
+        epochs = args.epochs or (saved_epochs if isinstance(saved_epochs, int)
+                                 and saved_epochs >= 1 else DEFAULT_EPOCHS)
+
+        backend = set_backend(args.backend, args.device)
+        if backend.note:
+            say(f"backend: {backend.note}")
+        root, data, prints = _data(args, meta, checkpoint)
+        nnx.manual_seed(recipe["seed"])
+        model = MODELS[CLI_NAMES[recipe["model"]]](weight_decay=None, dtype=recipe["dtype"])
+        opt = _optimizer(recipe, model)
+        sched = _scheduler(recipe, opt)
+        local_batch = recipe["batch_size"]
+        if dist is not None:
+            local_batch = dist.local_batch_size(recipe["batch_size"])  # clear error for a bad launch
+            dist.broadcast_parameters(model)
+        threads = _threads(args.threads, model, local_batch, dist is not None)
+        train = DataLoader(data.train_images, data.train_labels, recipe["batch_size"],
+                           shuffle=True, seed=recipe["seed"], rank=rank, world_size=world)
+        # every rank evaluates the whole held-out split: exact figures, identical on all ranks
+        val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False)
+        config = {**recipe, "epochs": epochs, "world_size": world, "data": root,
+                  "data_source": data.source, "data_fingerprint": prints}
+        trainer = nnx.Trainer(model, opt, scheduler=sched,
+                              scheduler_interval=recipe["scheduler_interval"], out_dir=folder,
+                              progress=args.progress, config=config, log=say,
+                              distributed=dist is not None, threads=threads)
+        if checkpoint is not None:
+            trainer.resume(checkpoint)
+            say(f"resumed from {checkpoint} at epoch {trainer.epoch}, step {trainer.step_in_epoch}")
+        if trainer.epoch >= epochs:
+            say(f"nothing to train: {checkpoint} has completed {trainer.epoch} epochs; pass "
+                "--epochs N to train further")
+            return 0
+        if run is not None:
+            run.start()
+            for note in run.notes:
+                say(note)
+        n_params = sum(int(_numel(p.shape)) for p in model.parameters())
+        say(f"training {type(model).__name__} ({n_params:,} parameters, {recipe['dtype']}) on "
+            f"{backend.name} [{backend.device}], {len(data.train_labels)} train / "
+            f"{len(data.test_labels)} held-out images, {epochs} epochs, batch "
+            f"{recipe['batch_size']}" + (f" over {world} ranks" if world > 1 else "") +
+            (f", {trainer.threads} threads" if trainer.threads > 1 else ""))
+        t0 = time.perf_counter()
+        try:
+            trainer.fit(train, val, epochs=epochs)
+        except KeyboardInterrupt as exc:
+            return _interrupted(say, exc, folder)
+        say(f"done in {time.perf_counter() - t0:.1f} s{_best_line(trainer, folder, checkpoint)}"
+            + _wrote(folder, trainer.written))
+        return 0
+
+
+def _wrote(folder: Path, names: list[str]) -> str:
+    names = [n for n in names if n != "curves.png"]  # the Trainer says so itself
+    if not names:
+        return ""
+    return f"; wrote {folder / names[0]}" + "".join(f", {n}" for n in names[1:])
+
+
+def _interrupted(say: Any, exc: KeyboardInterrupt, folder: Path | None) -> int:
+    from .trainer import TrainingInterrupted
+
+    if isinstance(exc, TrainingInterrupted):
+        say(str(exc))
+    else:  # a second Ctrl-C: stopped inside a step, nothing saved for it
+        say("training stopped at once (second Ctrl-C); this epoch's steps were not saved")
+    if folder is not None and (folder / "last.safetensors").is_file():
+        say(f"resume with: nnx train --resume --out {folder}")
+    return 130
+
+
+def _numel(shape: Any) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+__all__ = ["cmd_train"]
