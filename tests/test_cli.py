@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 
-import numpy as np
 import pytest
-
-from nnx.data import load_mnist
-from nnx.data.idx import write_idx
-
-
-def nnx_cli(*args, cwd=None, timeout=600, env=None):
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("NNX_BACKEND", None)
-    return subprocess.run([sys.executable, "-m", "nnx", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=full_env)
+from clitools import NNX, cli_env, nnx_cli, one_line_error, write_mnist_folder
 
 
 @pytest.fixture(scope="module")
 def small_mnist(tmp_path_factory):
     """A folder with the four standard IDX files: 600 train / 200 test bundled images."""
-    root = tmp_path_factory.mktemp("mnist")
-    data = load_mnist()
-    write_idx(root / "train-images-idx3-ubyte", data.train_images[:600])
-    write_idx(root / "train-labels-idx1-ubyte", data.train_labels[:600].astype(np.uint8))
-    write_idx(root / "t10k-images-idx3-ubyte.gz", data.test_images[:200])
-    write_idx(root / "t10k-labels-idx1-ubyte.gz", data.test_labels[:200].astype(np.uint8))
-    return root
+    return write_mnist_folder(tmp_path_factory.mktemp("mnist"), 600, 200)
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +70,6 @@ def test_resume_continues_to_more_epochs(tiny_run, small_mnist, tmp_path):
     history = json.loads((tmp_path / "history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
     assert history["epochs"][2]["lr"] == pytest.approx(0.0125)
-
-
-def one_line_error(res):
-    assert res.returncode != 0
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    return lines[0]
 
 
 def test_errors_are_one_line(tmp_path):
@@ -159,13 +133,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(small_mnist, tmp_path):
     import signal
     import time
 
-    env = {**os.environ}
-    env.pop("NNX_BACKEND", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nnx", "train", "--model", "mlp", "--epochs", "200",
+        [*NNX, "train", "--model", "mlp", "--epochs", "200",
          "--batch-size", "50", "--backend", "numpy", "--data", str(small_mnist),
          "--out", str(tmp_path), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     deadline = time.time() + 120
     while not (tmp_path / "history.json").exists() and time.time() < deadline:
         time.sleep(0.05)  # wait until at least one epoch is done
