@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ FORMAT = 1
 META_KEY = "nnx"
 _RESERVED = ("format", "nnx_version", "model_config", "dtype", "backend", "device",
              "optimizer", "scheduler", "rng")
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A short one-line repr of a value read from a file (bounded in depth and length)."""
+    return _REPR.repr(value)
 
 
 # ---------------------------------------------------------------------------
@@ -155,18 +164,18 @@ def _parse_header(header: Any, data_len: int, bad: Any) -> list[tuple[str, np.dt
             continue
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise bad(f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets, "
-                      f"got {info!r}")
+                      f"got {_show(info)}")
         code, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
         if code in _UNSUPPORTED:
             raise bad(f"tensor {name!r}: dtype {code} has no NumPy equivalent")
         if code not in DTYPES:
-            raise bad(f"tensor {name!r}: unknown dtype {code!r}")
+            raise bad(f"tensor {name!r}: unknown dtype {_show(code)}")
         if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
-            raise bad(f"tensor {name!r}: shape must be a list of non-negative ints, got {shape!r}")
+            raise bad(f"tensor {name!r}: shape must be a list of non-negative ints, got {_show(shape)}")
         if not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs) \
                 or not 0 <= offs[0] <= offs[1]:
             raise bad(f"tensor {name!r}: data_offsets must be [begin, end] with "
-                      f"0 <= begin <= end, got {offs!r}")
+                      f"0 <= begin <= end, got {_show(offs)}")
         nbytes = math.prod(shape) * DTYPES[code].itemsize
         if offs[1] - offs[0] != nbytes:
             raise bad(f"tensor {name!r}: shape {shape} of {code} needs {nbytes} bytes but "
@@ -194,7 +203,8 @@ def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
     UTF-8 JSON object without duplicate keys, known dtypes, shape × itemsize ==
     each span, offsets contiguous from 0 and covering the data exactly, metadata
     str -> str. Raises FileNotFoundError, or ValueError naming the file and the
-    problem (also for pickles, zips/.npz and other formats: never unpickles).
+    problem (also for pickles, zips/.npz and other formats: never unpickles; also
+    for JSON nested too deeply to parse).
     """
     path = Path(path)
 
@@ -223,6 +233,8 @@ def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
         raise bad(f"the header is not UTF-8 ({exc})") from None
     except ValueError as exc:  # JSONDecodeError and our duplicate-key error
         raise bad(f"the header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise bad("the JSON header is nested too deeply to parse") from None
     data = memoryview(raw)[8 + n:]
     entries = _parse_header(header, len(data), bad)
     meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
@@ -338,6 +350,10 @@ class Checkpoint:
         rng = _backends.get_rng_state()
         try:
             model = build_model(cfg, dtype=self.meta.get("dtype") or "float32", backend=be)
+        except (TypeError, ValueError) as exc:  # a config this nnx cannot build
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{self.path}: model_config {_show(cfg)} does not build a model: "
+                             f"{first}") from None
         finally:
             _backends.set_rng_state(rng)
         model.load_state_dict(self.model_state)
@@ -369,26 +385,152 @@ class Checkpoint:
                                      f"{sched_state[key]!r} in the checkpoint")
         if optimizer is not None:
             for key, buf in opt_state["buffers"].items():
-                i = int(key)
+                i = int(key) if key.isdigit() else -1
                 if not 0 <= i < len(optimizer.params) or \
                         tuple(buf.shape) != optimizer.params[i].shape:
                     raise ValueError(f"{self.path}: optimizer buffer {key} (shape "
                                      f"{tuple(buf.shape)}) does not fit this optimizer's "
                                      "parameters")
+        # the optimizer's and scheduler's own validation of the saved values (lr, momentum,
+        # last_epoch, ...), with the file named
+        for obj, st in ((optimizer, opt_state), (scheduler, sched_state)):
+            if obj is not None and hasattr(obj, "_checked_state"):
+                self._with_path(obj._checked_state, st)
         model.load_state_dict(self.model_state)
         if optimizer is not None:
-            optimizer.load_state_dict(opt_state)
+            self._with_path(optimizer.load_state_dict, opt_state)
         if scheduler is not None:
-            scheduler.load_state_dict(sched_state)
+            self._with_path(scheduler.load_state_dict, sched_state)
         if restore_rng and self.meta.get("rng") is not None:
             _backends.set_rng_state(self.meta["rng"])
+
+    def _with_path(self, fn: Any, state: Any) -> Any:
+        try:
+            return fn(state)
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: {exc}") from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_finite(v: Any) -> bool:
+    return _is_number(v) and math.isfinite(v)
+
+
+def _check_meta(meta: dict[str, Any], path: str) -> None:
+    """ValueError(f"{path}: ...") naming the key path when the metadata nnx reads (its own
+    keys, and the Trainer's ``trainer``, ``history`` and ``config`` when present) is not
+    of the structure nnx writes. Other keys (the caller's info) are not looked at."""
+
+    def need(ok: bool, key: str, what: str, value: Any) -> None:
+        if not ok:
+            raise ValueError(f"{path}: invalid nnx metadata: {key} must be {what}, got "
+                             f"{_show(value)}")
+
+    def check(obj: dict[str, Any], prefix: str, spec: dict[str, tuple[Any, str]],
+              required: tuple[str, ...] = ()) -> None:
+        for key, (ok, what) in spec.items():
+            if key in obj:
+                need(ok(obj[key]), f"{prefix}{key}", what, obj[key])
+        for key in required:
+            if key not in obj:
+                raise ValueError(f"{path}: invalid nnx metadata: {prefix}{key} is missing")
+
+    def opt_str(v: Any) -> bool:
+        return v is None or isinstance(v, str)
+
+    def count(v: Any) -> bool:
+        return _is_int(v) and v >= 0
+
+    def list_of_objects(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(r, dict) for r in v)
+
+    check(meta, "", {
+        "nnx_version": (opt_str, "a str or null"),
+        "model_config": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "dtype": (lambda v: v in (None, "float32", "float64"), "'float32', 'float64' or null"),
+        "backend": (opt_str, "a str or null"),
+        "device": (opt_str, "a str or null"),
+        "optimizer": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "scheduler": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "rng": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "trainer": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "history": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "config": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    })
+    opt = meta.get("optimizer")
+    if opt is not None:
+        check(opt, "optimizer.", {
+            "type": (lambda v: isinstance(v, str), "a str"),
+            "hyperparameters": (lambda v: isinstance(v, dict), "an object"),
+            "step_count": (count, "an int >= 0"),
+        }, required=("type", "hyperparameters", "step_count"))
+        for key, value in opt["hyperparameters"].items():
+            name = key if key.isidentifier() else _show(key)  # one line, even for odd keys
+            need(isinstance(value, (int, float)), f"optimizer.hyperparameters.{name}",
+                 "a number or a bool", value)
+    sched = meta.get("scheduler")
+    if sched is not None:
+        check(sched, "scheduler.", {
+            "type": (lambda v: isinstance(v, str), "a str"),
+            "last_epoch": (count, "an int >= 0"),
+            "base_lrs": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+                         "a list of numbers"),
+        }, required=("type", "last_epoch", "base_lrs"))
+    rng = meta.get("rng")
+    if rng is not None:
+        check(rng, "rng.", {
+            "bit_generator": (lambda v: v == "PCG64", "'PCG64'"),
+            "state": (lambda v: isinstance(v, dict) and set(v) == {"state", "inc"}
+                      and all(_is_int(x) and 0 <= x < 2**128 for x in v.values()),
+                      "an object of two ints in [0, 2**128): state and inc"),
+            "has_uint32": (lambda v: _is_int(v) and v in (0, 1), "0 or 1"),
+            "uinteger": (lambda v: _is_int(v) and 0 <= v < 2**32, "an int in [0, 2**32)"),
+        }, required=("bit_generator", "state", "has_uint32", "uinteger"))
+    trainer = meta.get("trainer")
+    if trainer is not None:
+        check(trainer, "trainer.", {
+            "epoch": (count, "an int >= 0"),
+            "step_in_epoch": (count, "an int >= 0"),
+            "global_step": (count, "an int >= 0"),
+            "best_epoch": (lambda v: v is None or count(v), "an int >= 0 or null"),
+            "best_val_acc": (lambda v: v is None or _is_finite(v), "a finite number or null"),
+            "partial": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+            "scheduler_interval": (lambda v: v in ("epoch", "step"), "'epoch' or 'step'"),
+        })
+        partial = trainer.get("partial")
+        if partial:  # resume uses an empty or null partial as "nothing yet"
+            check(partial, "trainer.partial.", {
+                "loss_sum": (_is_number, "a number"),
+                "correct": (count, "an int >= 0"),
+                "count": (count, "an int >= 0"),
+                "lr": (_is_number, "a number"),
+            }, required=("loss_sum", "correct", "count"))
+    history = meta.get("history")
+    if history is not None:
+        check(history, "history.", {
+            "epochs": (list_of_objects, "a list of objects"),
+            "steps": (list_of_objects, "a list of objects"),
+        })
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
     """Read an nnx checkpoint (arrays on the host; nothing executed).
 
-    Raises FileNotFoundError, or ValueError for a file that is not a valid
-    safetensors file or carries no nnx metadata of a known format.
+    Raises FileNotFoundError, or ValueError naming the file for a file that is
+    not a valid safetensors file, carries no nnx metadata of a known format, or
+    whose metadata is not of the structure nnx writes (the message names the key,
+    e.g. ``trainer.epoch must be an int >= 0, got 'abc'``): ``model_config`` an
+    object or null; ``dtype`` "float32", "float64" or null; ``optimizer`` null or
+    {type: str, hyperparameters: {str: number or bool}, step_count: int >= 0};
+    ``scheduler`` null or {type: str, last_epoch: int >= 0, base_lrs: [number, ...]};
+    ``rng`` null or a PCG64 state; and, when present, the Trainer's ``trainer``
+    (int epoch, step_in_epoch, global_step >= 0; best_epoch int or null;
+    best_val_acc number or null; partial an object; scheduler_interval "epoch"
+    or "step"), ``history`` (``epochs`` and ``steps`` lists of objects) and
+    ``config`` (an object).
     """
     tensors, metadata = load_file(path)
     if META_KEY not in metadata:
@@ -398,10 +540,17 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
         meta = json.loads(metadata[META_KEY])
     except ValueError as exc:
         raise ValueError(f"{path}: the nnx metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        fmt = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{path}: nnx checkpoint format {fmt!r} is not supported (this nnx "
+    except RecursionError:
+        raise ValueError(f"{path}: the nnx metadata JSON is nested too deeply to parse") \
+            from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the nnx metadata is a JSON {type(meta).__name__}, not an "
+                         "object")
+    fmt = meta.get("format")
+    if not _is_int(fmt) or fmt != FORMAT:
+        raise ValueError(f"{path}: nnx checkpoint format {_show(fmt)} is not supported (this nnx "
                          f"reads format {FORMAT}); upgrade nnx")
+    _check_meta(meta, str(path))
     return Checkpoint(tensors, meta, str(path))
 
 

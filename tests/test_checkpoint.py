@@ -443,3 +443,182 @@ def test_restore_with_a_mismatched_scheduler_changes_nothing(tmp_path):
         nnx.load(tmp_path / "c.safetensors").restore(other, opt2, sched2)
     for k, v in other.state_dict().items():
         np.testing.assert_array_equal(nnx.to_numpy(v), before[k])
+
+
+# ---------------------------------------------------------------------------
+# hostile or odd metadata: one-line ValueErrors naming the file and the key
+# ---------------------------------------------------------------------------
+DELETE = object()
+
+
+def check_one_line_error(exc_info, path, *parts: str) -> None:
+    msg = str(exc_info.value)
+    assert "\n" not in msg and len(msg) < 400, msg
+    assert str(path) in msg, msg
+    for part in parts:
+        assert part in msg, (part, msg)
+
+
+def trainer_like_checkpoint(tmp_path) -> tuple[dict[str, np.ndarray], dict]:
+    """A checkpoint with everything the Trainer writes: (tensors, parsed nnx metadata)."""
+    model, opt, sched = tiny_setup()
+    train(model, opt, sched, batches(2), "numpy")
+    nnx.save(tmp_path / "good.safetensors", model, opt, sched,
+             trainer={"epoch": 1, "step_in_epoch": 0, "global_step": 2, "best_val_acc": 0.5,
+                      "best_epoch": 1, "partial": {"loss_sum": 0.0, "correct": 0, "count": 0},
+                      "scheduler_interval": "step"},
+             history={"epochs": [{"epoch": 1, "val_acc": 0.5}],
+                      "steps": [{"epoch": 1, "step": 0, "loss": 1.0, "lr": 0.1}]},
+             config={"model": "mlp", "data": None, "seed": 0})
+    tensors, metadata = load_file(tmp_path / "good.safetensors")
+    return tensors, json.loads(metadata["nnx"])
+
+
+def with_change(meta: dict, dotted: str, value) -> dict:
+    meta = json.loads(json.dumps(meta))  # a deep copy
+    *parents, last = dotted.split(".")
+    node = meta
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return meta
+
+
+def test_deeply_nested_json_is_a_value_error_naming_the_file(tmp_path):
+    """JSON nested 100k deep raises RecursionError inside json; we say what is wrong."""
+    deep = "[" * 100_000 + "]" * 100_000
+    p = tmp_path / "deep-meta.safetensors"
+    save_file(p, {"model.w": np.zeros(2, np.float32)}, {"nnx": deep})
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, "nested too deeply")
+    save_file(p, {"model.w": np.zeros(2, np.float32)}, {"nnx": '{"format": 1, "x": ' + deep + "}"})
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, "nested too deeply")
+    p = tmp_path / "deep-header.safetensors"
+    p.write_bytes(with_header('{"a": ' + deep + "}", b""))
+    with pytest.raises(ValueError) as info:
+        load_file(p)
+    check_one_line_error(info, p, "nested too deeply")
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, "nested too deeply")
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("format", True, "format True is not supported"),
+    ("nnx_version", 5, "nnx_version must be a str or null, got 5"),
+    ("model_config", "x", "model_config must be an object or null, got 'x'"),
+    ("dtype", "int8", "dtype must be 'float32', 'float64' or null, got 'int8'"),
+    ("backend", [], "backend must be a str or null"),
+    ("optimizer", 5, "optimizer must be an object or null, got 5"),
+    ("optimizer.type", 3, "optimizer.type must be a str, got 3"),
+    ("optimizer.type", DELETE, "optimizer.type is missing"),
+    ("optimizer.hyperparameters", [], "optimizer.hyperparameters must be an object, got []"),
+    ("optimizer.hyperparameters.lr", "fast", "optimizer.hyperparameters.lr must be a number"),
+    ("optimizer.hyperparameters.momentum", None, "optimizer.hyperparameters.momentum must be"),
+    ("optimizer.step_count", -1, "optimizer.step_count must be an int >= 0, got -1"),
+    ("optimizer.step_count", "3", "optimizer.step_count must be an int >= 0, got '3'"),
+    ("scheduler", "x", "scheduler must be an object or null, got 'x'"),
+    ("scheduler.type", None, "scheduler.type must be a str"),
+    ("scheduler.last_epoch", "x", "scheduler.last_epoch must be an int >= 0, got 'x'"),
+    ("scheduler.last_epoch", 2.5, "scheduler.last_epoch must be an int >= 0, got 2.5"),
+    ("scheduler.base_lrs", "x", "scheduler.base_lrs must be a list of numbers, got 'x'"),
+    ("scheduler.base_lrs", DELETE, "scheduler.base_lrs is missing"),
+    ("rng", 7, "rng must be an object or null, got 7"),
+    ("rng.state", 5, "rng.state must be an object of two ints"),
+    ("rng.bit_generator", "MT19937", "rng.bit_generator must be 'PCG64'"),
+    ("rng.uinteger", -1, "rng.uinteger must be an int in [0, 2**32)"),
+    ("trainer", [], "trainer must be an object or null, got []"),
+    ("trainer.epoch", "abc", "trainer.epoch must be an int >= 0, got 'abc'"),
+    ("trainer.step_in_epoch", -2, "trainer.step_in_epoch must be an int >= 0, got -2"),
+    ("trainer.global_step", 1.5, "trainer.global_step must be an int >= 0, got 1.5"),
+    ("trainer.best_epoch", "x", "trainer.best_epoch must be an int >= 0 or null, got 'x'"),
+    ("trainer.best_val_acc", "high", "trainer.best_val_acc must be a finite number or null"),
+    ("trainer.partial", [1], "trainer.partial must be an object or null, got [1]"),
+    ("trainer.partial.correct", "x", "trainer.partial.correct must be an int >= 0, got 'x'"),
+    ("trainer.partial.count", DELETE, "trainer.partial.count is missing"),
+    ("trainer.scheduler_interval", 5, "trainer.scheduler_interval must be 'epoch' or 'step'"),
+    ("history", [], "history must be an object or null, got []"),
+    ("history.epochs", 3, "history.epochs must be a list of objects, got 3"),
+    ("history.steps", [1, 2], "history.steps must be a list of objects, got [1, 2]"),
+    ("config", [], "config must be an object or null, got []"),
+])
+def test_load_validates_the_metadata_it_reads(tmp_path, key, value, expected):
+    tensors, meta = trainer_like_checkpoint(tmp_path)
+    p = tmp_path / "odd.safetensors"
+    save_file(p, tensors, {"nnx": json.dumps(with_change(meta, key, value))})
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, expected)
+
+
+def test_load_accepts_what_nnx_writes_and_nulls(tmp_path):
+    tensors, meta = trainer_like_checkpoint(tmp_path)
+    assert nnx.load(tmp_path / "good.safetensors").meta == meta
+    for key in ("model_config", "dtype", "optimizer", "scheduler", "rng", "trainer", "history",
+                "config", "trainer.best_epoch", "trainer.best_val_acc", "trainer.partial"):
+        p = tmp_path / "nulls.safetensors"
+        save_file(p, tensors, {"nnx": json.dumps(with_change(meta, key, None))})
+        nnx.load(p)
+    # messages stay short for deep and long values
+    p = tmp_path / "long.safetensors"
+    deep = json.loads("[" * 500 + "]" * 500)
+    save_file(p, tensors, {"nnx": json.dumps(with_change(meta, "trainer.epoch", deep))})
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, "trainer.epoch must be an int >= 0, got [[")
+    save_file(p, tensors, {"nnx": json.dumps(with_change(meta, "dtype", "x\n" * 10_000))})
+    with pytest.raises(ValueError) as info:
+        nnx.load(p)
+    check_one_line_error(info, p, "dtype must be")
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("optimizer.hyperparameters.momentum", 1.5, "momentum must lie in [0, 1)"),
+    ("optimizer.hyperparameters.lr", float("nan"), "lr must be finite"),
+    ("optimizer.hyperparameters.nesterov", 1, "nesterov must be True or False"),
+    ("scheduler.base_lrs", [float("inf")], "base_lrs[0] must be finite"),
+    ("scheduler.base_lrs", [], "base_lrs must be a list of 1 number"),
+    ("scheduler.last_epoch", 10**6, "the learning rate overflows"),
+])
+def test_restore_names_the_file_and_changes_nothing(tmp_path, key, value, expected):
+    """Values of the right type that the optimizer or scheduler refuses: the file is named
+    and nothing is restored (no half-restored model)."""
+    model, opt, sched = tiny_setup()
+    sched.gamma = 1e200  # so that a large last_epoch overflows
+    nnx.save(tmp_path / "good.safetensors", model, opt, sched)
+    tensors, metadata = load_file(tmp_path / "good.safetensors")
+    meta = with_change(json.loads(metadata["nnx"]), key, value)
+    p = tmp_path / "odd.safetensors"
+    save_file(p, tensors, {"nnx": json.dumps(meta)})
+    ck = nnx.load(p)
+    model2, opt2, sched2 = tiny_setup(seed=5)
+    sched2.gamma = 1e200
+    before = host_params(model2)
+    with pytest.raises(ValueError) as info:
+        ck.restore(model2, opt2, sched2)
+    check_one_line_error(info, p, expected)
+    for k, v in host_params(model2).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert opt2.lr == 0.1 and sched2.last_epoch == 0
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"name": "NoSuchNet"}, "unknown model 'NoSuchNet'"),
+    ({"name": "MLP", "sizes": [6, 3], "colour": "red"}, "colour"),
+])
+def test_build_model_names_the_file_for_a_bad_model_config(tmp_path, config, expected):
+    model, _, _ = tiny_setup()
+    nnx.save(tmp_path / "good.safetensors", model)
+    tensors, metadata = load_file(tmp_path / "good.safetensors")
+    meta = with_change(json.loads(metadata["nnx"]), "model_config", config)
+    p = tmp_path / "odd.safetensors"
+    save_file(p, tensors, {"nnx": json.dumps(meta)})
+    with pytest.raises(ValueError) as info:
+        nnx.load_model(p)
+    check_one_line_error(info, p, "model_config", expected)

@@ -626,6 +626,36 @@ def test_backend_batch_on_a_numpy_model(backend):
     assert f"model.to({backend.name!r})" in msg
 
 
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nnx.Linear(3, 2), (0, 3)), (lambda: nnx.Conv2d(1, 2, 3), (0, 1, 5, 5)),
+    (lambda: nnx.MaxPool2d(2), (0, 1, 4, 4)), (lambda: nnx.ZeroPad2d(1), (0, 1, 4, 4)),
+    (lambda: nnx.ReLU(), (0, 3)), (lambda: nnx.ReLU(), (0, 2, 3, 3)),
+    (lambda: nnx.Flatten(), (0, 2, 3)),
+], ids=["Linear", "Conv2d", "MaxPool2d", "ZeroPad2d", "ReLU", "ReLU-4d", "Flatten"])
+def test_empty_batch_is_refused(backend, make, shape):
+    """Empty batches are refused (as CrossEntropyLoss refuses them) with the layer and the
+    shape named, not with a library's reshape error from deep inside."""
+    layer = make()
+    with pytest.raises(ValueError) as info:
+        layer(f32(backend, shape))
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(type(layer).__name__ + "("), msg
+    assert f"empty batch (input of shape {shape})" in msg, msg
+
+
+def test_empty_batch_names_the_first_layer_of_a_model(backend):
+    model = nnx.models.LeNet5()
+    with pytest.raises(ValueError, match=r"^Conv2d\(1, 6.*empty batch \(input of shape "
+                                         r"\(0, 1, 28, 28\)\)"):
+        model(f32(backend, (0, 1, 28, 28)))
+    with pytest.raises(ValueError, match=r"^Flatten\(\): got an empty batch.*\(0, 784\)"):
+        nnx.models.MLP((784, 10))(f32(backend, (0, 784)))
+    # ZeroPad2d's (H, W) and (C, H, W) inputs have no batch axis: an empty one is padded
+    assert tuple(nnx.ZeroPad2d(1)(f32(backend, (0, 2))).shape) == (2, 4)
+    assert tuple(nnx.ZeroPad2d(1)(f32(backend, (0, 2, 2))).shape) == (0, 4, 4)
+
+
 def test_python_list_input(backend):
     with pytest.raises(TypeError, match="nnx.asarray"):
         nnx.Linear(2, 2)([[0.0, 1.0]])

@@ -199,6 +199,88 @@ def test_load_state_dict_checks_type_and_config():
         sched.load_state_dict(nls.StepLR(make_opt(), step_size=6).state_dict())
 
 
+# ---------------------------------------------------------------------------
+# Overflow and malformed state
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make,bad_step,k", [
+    (lambda o: nls.StepLR(o, step_size=1, gamma=1e200), 2, 2),
+    (lambda o: nls.StepLR(o, step_size=3, gamma=1e200), 6, 2),
+    (lambda o: nls.MultiStepLR(o, milestones=[1, 4], gamma=1e200), 4, 2),
+    (lambda o: nls.ExponentialLR(o, gamma=1e200), 2, 2),
+], ids=["StepLR", "StepLR-3", "MultiStepLR", "ExponentialLR"])
+def test_gamma_overflow_is_a_value_error_naming_the_step(make, bad_step, k):
+    """gamma**k beyond the float range: a ValueError naming the scheduler, gamma and the
+    step (not OverflowError (34, 'Numerical result out of range')); nothing changes."""
+    opt = make_opt()
+    sched = make(opt)
+    for _ in range(bad_step - 1):
+        sched.step()
+    lr = opt.lr
+    name = type(sched).__name__
+    with pytest.raises(ValueError, match=rf"^{name}: the learning rate overflows at step "
+                                         rf"{bad_step}: lr0 0.1 \* gamma 1e\+200 \*\* {k} "):
+        sched.step()
+    assert sched.last_epoch == bad_step - 1 and opt.lr == lr and sched.get_last_lr() == [lr]
+
+
+def test_a_learning_rate_that_becomes_inf_is_refused():
+    """1e300 · 10^9 is inf without any OverflowError from the power: refused too."""
+    opt = make_opt(lr=1e300)
+    sched = nls.ExponentialLR(opt, gamma=10.0)
+    for _ in range(8):
+        sched.step()
+    assert opt.lr == 1e300 * 10.0 ** 8
+    with pytest.raises(ValueError, match=r"^ExponentialLR: the learning rate overflows at step "
+                                         r"9: lr0 1e\+300 \* gamma 10.0 \*\* 9"):
+        sched.step()
+    assert sched.last_epoch == 8 and math.isfinite(opt.lr)
+    # and a state that would put it there
+    state = {**sched.state_dict(), "last_epoch": 400}
+    with pytest.raises(ValueError, match=r"^ExponentialLR.load_state_dict: the learning rate "
+                                         r"overflows at step 400"):
+        sched.load_state_dict(state)
+    assert sched.last_epoch == 8
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(last_epoch="x"), "last_epoch must be an int >= 0, got 'x'"),
+    (dict(last_epoch=2.5), "last_epoch must be an int >= 0, got 2.5"),
+    (dict(last_epoch=None), "last_epoch must be an int >= 0, got None"),
+    (dict(last_epoch=True), "last_epoch must be an int >= 0, got True"),
+    (dict(last_epoch=-3), "last_epoch must be an int >= 0, got -3"),
+    (dict(base_lrs="x"), "base_lrs must be a list of 1 number"),
+    (dict(base_lrs=[]), "base_lrs must be a list of 1 number"),
+    (dict(base_lrs=[float("nan")]), r"base_lrs\[0\] must be finite"),
+    (dict(base_lrs=["0.1"]), r"base_lrs\[0\] must be a real number"),
+    (dict(base_lrs=[-0.1]), r"base_lrs\[0\] must be >= 0"),
+    (dict(last_epoch=None, base_lrs=None, drop=True), "the state has no 'last_epoch'"),
+])
+def test_load_state_dict_refuses_malformed_values(change, match):
+    opt = make_opt()
+    sched = nls.StepLR(opt, step_size=2, gamma=0.5)
+    for _ in range(3):
+        sched.step()
+    state = sched.state_dict()
+    if change.pop("drop", False):
+        state = {k: v for k, v in state.items() if k not in change}
+    else:
+        state.update(change)
+    with pytest.raises(ValueError, match=rf"^StepLR.load_state_dict: {match}"):
+        sched.load_state_dict(state)
+    assert sched.last_epoch == 3 and sched.base_lrs == [LR0] and opt.lr == LR0 * 0.5
+
+
+def test_constructor_last_epoch_and_numpy_gamma():
+    with pytest.raises(ValueError, match=r"^StepLR: only last_epoch=-1 is supported, got 'x'"):
+        nls.StepLR(make_opt(), step_size=2, last_epoch="x")
+    opt = make_opt()
+    sched = nls.ExponentialLR(opt, gamma=np.float32(0.5))  # a NumPy scalar, as the optimizers
+    sched.step()
+    assert type(sched.gamma) is float and opt.lr == LR0 * 0.5
+
+
 def test_scheduler_and_optimizer_state_resume_together(backend):
     """A checkpoint of optimizer + scheduler (state dicts) resumes the same trajectory."""
     rng = np.random.default_rng(0)

@@ -449,6 +449,162 @@ def test_buffers_on_strict_second_device():
         assert all("device1" in str(b.device) for b in opt.buffers)
 
 
+# ---------------------------------------------------------------------------
+# Hyperparameter types (issue: SGD(model, lr=np.float32(0.1)) was refused)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make,want", [
+    (lambda p: SGD(p, lr=np.float32(0.5), momentum=np.float64(0.75), weight_decay=np.float32(0.25)),
+     dict(lr=0.5, momentum=0.75, weight_decay=0.25)),
+    (lambda p: SGD(p, lr=np.int64(1), momentum=np.float16(0.5)), dict(lr=1.0, momentum=0.5)),
+    (lambda p: MomentGD(p, lr=np.float32(0.5), mu=np.float32(0.5), weight_decay=np.int32(0)),
+     dict(lr=0.5, mu=0.5, weight_decay=0.0)),
+], ids=["SGD-float", "SGD-int", "MomentGD"])
+def test_numpy_scalar_hyperparameters_are_accepted(make, want):
+    opt = make(_params())
+    for key, value in want.items():
+        got = getattr(opt, key)
+        assert type(got) is float and got == value, (key, got)
+    # and the same in load_state_dict
+    state = opt.state_dict()
+    state["hyperparameters"] = {k: np.float32(v) for k, v in want.items()}
+    opt.load_state_dict(state)
+    assert all(type(getattr(opt, k)) is float and getattr(opt, k) == v for k, v in want.items())
+
+
+@pytest.mark.parametrize("cls,kw,arg", [
+    (SGD, dict(lr=True), "lr"),
+    (SGD, dict(lr=float("inf")), "lr"),
+    (SGD, dict(lr=np.float32("nan")), "lr"),
+    (SGD, dict(lr=10**400), "lr"),
+    (SGD, dict(lr="0.1"), "lr"),
+    (SGD, dict(lr=None), "lr"),
+    (SGD, dict(lr=0.1, momentum=np.float64("nan")), "momentum"),
+    (SGD, dict(lr=0.1, momentum=False), "momentum"),
+    (SGD, dict(lr=0.1, weight_decay=float("inf")), "weight_decay"),
+    (SGD, dict(lr=0.1, weight_decay=np.bool_(True)), "weight_decay"),
+    (MomentGD, dict(lr=-np.inf), "lr"),
+    (MomentGD, dict(lr=0.1, mu=float("nan")), "mu"),
+    (MomentGD, dict(lr=0.1, mu=True), "mu"),
+    (MomentGD, dict(lr=0.1, weight_decay=-float("inf")), "weight_decay"),
+])
+def test_bools_and_non_finite_hyperparameters_are_refused(cls, kw, arg):
+    with pytest.raises(ValueError) as info:
+        cls(_params(), **kw)
+    msg = str(info.value)
+    assert msg.startswith(f"{cls.__name__}: {arg} must "), msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("hyper,match", [
+    ({"lr": float("inf")}, r"^SGD.load_state_dict: lr must be finite, got inf$"),
+    ({"lr": True}, r"^SGD.load_state_dict: lr must be a real number, got True"),
+    ({"weight_decay": float("inf")}, r"^SGD.load_state_dict: weight_decay must be finite"),
+    ({"momentum": float("nan")}, r"^SGD.load_state_dict: momentum must be finite"),
+])
+def test_load_state_dict_refuses_bools_and_non_finite_values(hyper, match):
+    opt = SGD(_params(), lr=0.1, momentum=0.9)
+    state = {**opt.state_dict(), "hyperparameters": {"lr": 0.1, **hyper}}
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state)
+    assert (opt.lr, opt.momentum, opt.weight_decay) == (0.1, 0.9, 0.0)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(step_count="3"), "step_count must be an int >= 0, got '3'"),
+    (dict(step_count=-1), "step_count must be an int >= 0, got -1"),
+    (dict(hyperparameters=[0.1]), "hyperparameters must be a dict"),
+    (dict(buffers={"x": np.zeros(3)}), "buffer key 'x' is not a parameter index"),
+])
+def test_load_state_dict_refuses_malformed_state(change, match):
+    opt = SGD(_params(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=rf"^SGD.load_state_dict: {match}"):
+        opt.load_state_dict({**opt.state_dict(), **change})
+    assert opt.step_count == 0
+
+
+# ---------------------------------------------------------------------------
+# Buffers follow their parameters after model.to(...)
+# ---------------------------------------------------------------------------
+
+
+def _mlp_and_optimizer(opt_cls):
+    nnx.manual_seed(3)
+    with nnx.use_backend("numpy"):
+        model = nnx.models.MLP((6, 8, 3))
+    kw = dict(momentum=0.9) if opt_cls is SGD else dict(mu=0.9)
+    return model, opt_cls(model, lr=0.1, weight_decay=1e-3, **kw)
+
+
+def _mlp_batches(n):
+    rng = np.random.default_rng(11)
+    return [(rng.standard_normal((5, 6)), rng.integers(0, 3, 5)) for _ in range(n)]
+
+
+def _train(model, opt, data, be, dtype):
+    loss = nnx.CrossEntropyLoss()
+    for x, y in data:
+        loss(model(nnx.asarray(x, be, dtype=dtype)), nnx.asarray(y, be))
+        model.backward(loss.backward())
+        opt.step()
+
+
+@pytest.mark.parametrize("opt_cls", [SGD, MomentGD])
+def test_buffers_follow_the_parameters_after_model_to(backend, dtype, opt_cls):
+    """Stepped on NumPy float32, then model.to(backend, dtype): further steps work, equal a
+    run whose optimizer state was moved by hand, and the buffers live with the parameters."""
+    if backend.name == "numpy" and dtype == "float32":
+        pytest.skip("nothing moves")
+    data = _mlp_batches(6)
+    model, opt = _mlp_and_optimizer(opt_cls)
+    ref_model, ref_opt = _mlp_and_optimizer(opt_cls)
+    _train(model, opt, data[:3], "numpy", "float32")
+    _train(ref_model, ref_opt, data[:3], "numpy", "float32")
+    model.to(backend, dtype=dtype)
+    ref_model.to(backend, dtype=dtype)
+    ref_opt.load_state_dict(ref_opt.state_dict())  # moves the buffers to the parameters
+    _train(model, opt, data[3:], backend, dtype)
+    _train(ref_model, ref_opt, data[3:], backend, dtype)
+    for i, (p, q) in enumerate(zip(model.parameters(), ref_model.parameters())):
+        nt.check_placement(opt.buffers[i], p.data, dtype, f"buffer {i}")
+        np.testing.assert_array_equal(nnx.to_numpy(p.data), nnx.to_numpy(q.data), f"param {i}")
+        np.testing.assert_array_equal(nnx.to_numpy(opt.buffers[i]),
+                                      nnx.to_numpy(ref_opt.buffers[i]), f"buffer {i}")
+
+
+@pytest.mark.parametrize("opt_cls", [SGD, MomentGD])
+def test_buffers_follow_a_float64_move_like_a_float64_run(opt_cls):
+    """After model.to(dtype="float64") the buffers are float64 and the run continues as a
+    NumPy float64 run started from the same state (no float32 rounding left in them)."""
+    data = _mlp_batches(6)
+    model, opt = _mlp_and_optimizer(opt_cls)
+    _train(model, opt, data[:3], "numpy", "float32")
+    ref_model, ref_opt = _mlp_and_optimizer(opt_cls)
+    ref_model.load_state_dict(model.state_dict())
+    ref_model.to(dtype="float64")
+    ref_opt.load_state_dict(opt.state_dict())  # buffers converted to float64 by the load
+    model.to(dtype="float64")
+    _train(model, opt, data[3:], "numpy", "float64")
+    _train(ref_model, ref_opt, data[3:], "numpy", "float64")
+    for i, (p, q) in enumerate(zip(model.parameters(), ref_model.parameters())):
+        assert opt.buffers[i].dtype == np.float64 and p.data.dtype == np.float64
+        np.testing.assert_array_equal(p.data, q.data, f"param {i}")
+
+
+def test_buffers_follow_a_device_move():
+    d0, d1 = nt.make_backend("array_api_strict"), nt.make_backend("array_api_strict:device1")
+    data = _mlp_batches(4)
+    model, opt = _mlp_and_optimizer(SGD)
+    model.to(d0)
+    _train(model, opt, data[:2], d0, "float32")
+    model.to(device=d1.device)
+    _train(model, opt, data[2:], d1, "float32")
+    for i, (p, buf) in enumerate(zip(model.parameters(), opt.buffers)):
+        assert "device1" in str(buf.device), i
+        nt.check_placement(buf, p.data, "float32", f"buffer {i}")
+
+
 def test_repr_and_lr_attribute():
     opt = SGD(_params(), lr=0.1, momentum=0.9)
     assert opt.lr == 0.1 and "momentum=0.9" in repr(opt)

@@ -43,10 +43,20 @@ def backend_arg(backend: str | Backend | None) -> Backend:
     return resolve_backend(backend)
 
 
+def check_batch(layer: Module, x: Any) -> None:
+    """ValueError naming the layer and the shape when the batch axis (axis 0) of ``x``
+    is empty. Empty batches are refused throughout nnx (as by CrossEntropyLoss): the
+    first layer that gets one says so."""
+    if x.ndim and int(x.shape[0]) == 0:
+        raise ValueError(f"{layer!r}: got an empty batch (input of shape {shape_str(x.shape)}); "
+                         "a batch needs at least one sample")
+
+
 def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, ...],
-                expected: str) -> Any:
+                expected: str, batched: bool = True) -> Any:
     """Namespace of ``x`` after checking library/device (against parameter ``ref``),
-    rank, and a floating dtype matching the parameters'."""
+    rank, a non-empty batch (axis 0, when ``batched``), and a floating dtype matching
+    the parameters'."""
     if ref is not None:
         xp = check_same_namespace(layer, x, ref)
     else:
@@ -59,6 +69,8 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
     if x.ndim not in ranks:
         raise ValueError(f"{layer!r}: expected input of shape {expected}, "
                          f"got shape {shape_str(x.shape)}")
+    if batched:
+        check_batch(layer, x)
     if ref is not None and x.dtype == ref.dtype:
         return xp  # parameters are always floating
     if not xp.isdtype(x.dtype, "real floating"):

@@ -6,11 +6,11 @@ from typing import Any
 
 from .._array import array_namespace, shape_str
 from ..module import Module
-from ._common import check_grad_shape, check_input, missing_cache
+from ._common import check_batch, check_grad_shape, check_input, missing_cache
 
 
 class ReLU(Module):
-    """Y = max(X, 0); dX = G · [Y > 0]. Any shape."""
+    """Y = max(X, 0); dX = G · [Y > 0]. Any shape; axis 0, if any, is the batch (not empty)."""
 
     def __init__(self) -> None:
         self._cache_out: Any = None
@@ -30,7 +30,7 @@ class ReLU(Module):
 
 
 class Flatten(Module):
-    """(B, d1, d2, ...) -> (B, d1·d2·...); backward reshapes back."""
+    """(B, d1, d2, ...) -> (B, d1·d2·...); backward reshapes back. B >= 1."""
 
     def __init__(self) -> None:
         self._cache_shape: Any = None
@@ -43,6 +43,7 @@ class Flatten(Module):
         if x.ndim < 1:
             raise ValueError(f"Flatten(): expected input with a batch axis, got shape "
                              f"{shape_str(x.shape)}")
+        check_batch(self, x)
         self._cache_shape = tuple(x.shape) if self.training else None
         return xp.reshape(x, (x.shape[0], -1))
 

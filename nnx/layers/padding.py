@@ -36,14 +36,16 @@ class ZeroPad2d(Module):
         return str(self.pad)
 
     def forward(self, x: Any) -> Any:
-        xp = check_input(self, x, None, (2, 3, 4), "(..., H, W)")
+        # axis 0 is the batch only in (B, C, H, W)
+        xp = check_input(self, x, None, (2, 3, 4), "(..., H, W)", batched=x.ndim == 4)
         self._cache_shape = tuple(x.shape) if self.training else None
         return zero_pad2d_forward(xp, x, self.pad)
 
     def backward(self, grad_out: Any) -> Any:
         if self._cache_shape is None:
             raise missing_cache(self)
-        xp = check_input(self, grad_out, None, (2, 3, 4), "(..., H, W)")
+        xp = check_input(self, grad_out, None, (2, 3, 4), "(..., H, W)",
+                         batched=grad_out.ndim == 4)
         left, right, top, bottom = self.pad
         *lead, h, w = self._cache_shape
         expected = (*lead, h + top + bottom, w + left + right)

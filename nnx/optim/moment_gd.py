@@ -23,7 +23,7 @@ class MomentGD(Optimizer):
     def __init__(self, params: Module | Iterable[Parameter], lr: float, mu: float = 0.9,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr, weight_decay)
-        self.mu = check_momentum("mu", mu)
+        self.mu = check_momentum("mu", mu, type(self).__name__)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"mu": self.mu, "weight_decay": self.weight_decay}

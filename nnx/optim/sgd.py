@@ -18,17 +18,18 @@ class SGD(Optimizer):
         d = g + μ·b (Nesterov) or b (plain momentum) or g (μ = 0)
         p ← p − lr·d
 
-    Raises ValueError for lr < 0, momentum outside [0, 1), weight_decay < 0 and
-    nesterov without momentum.
+    Hyperparameters are real numbers (Python or NumPy scalars). Raises ValueError
+    naming the argument for a bool, NaN or ±inf, lr < 0, momentum outside [0, 1),
+    weight_decay < 0 and nesterov without momentum.
     """
 
     def __init__(self, params: Module | Iterable[Parameter], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(params, lr, weight_decay)
-        self.momentum = check_momentum("momentum", momentum)
+        self.momentum = check_momentum("momentum", momentum, type(self).__name__)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
+            raise ValueError(f"{type(self).__name__}: nesterov=True needs momentum > 0")
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "weight_decay": self.weight_decay,
