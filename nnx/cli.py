@@ -125,6 +125,14 @@ def load_data(root: str | None) -> Any:
     return load_mnist(root)
 
 
+def recorded_data(config: dict[str, Any], path: Any) -> str | None:
+    """The data folder a checkpoint's config records (None: the bundled sample)."""
+    recorded = config.get("data")
+    if recorded is not None and not isinstance(recorded, str):
+        raise CliError(f"{path}: config.data must be a folder name or null, got {recorded!r}")
+    return recorded
+
+
 def data_label(root: str | None) -> str:
     return "the bundled sample" if root is None else str(root)
 
@@ -140,7 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"no checkpoint at {path}")
     backend = set_backend(args.backend, args.device)
     config = load(path).meta.get("config") or {}
-    recorded = config.get("data")
+    recorded = recorded_data(config, path)
     root = args.data if args.data is not None else recorded
     data = load_data(root)
     if "data_fingerprint" in config:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, data_label, load_data, set_backend
+from .cli import CliError, data_label, load_data, recorded_data, set_backend
 from .recipe import DEFAULTS, RecipeError, resolve, saved_recipe
 from .run_folder import RunFolderError, open_run_folder
 
@@ -78,7 +78,8 @@ def _data(args: argparse.Namespace, meta: dict[str, Any] | None, checkpoint: Pat
     from .data.fingerprint import differences, fingerprint
 
     config = (meta or {}).get("config") or {}
-    root = args.data if args.data is not None else config.get("data")
+    recorded = recorded_data(config, checkpoint)
+    root = args.data if args.data is not None else recorded
     if root is not None:
         root = str(Path(root).resolve())
     data = load_data(root)
@@ -90,9 +91,9 @@ def _data(args: argparse.Namespace, meta: dict[str, Any] | None, checkpoint: Pat
         if diffs:
             raise CliError(f"--resume: the data in {data_label(root)} is not what {checkpoint} "
                            f"was trained on ({diffs[0]}); resume with the same data (--data DIR)")
-    elif args.data is not None and config.get("data") is not None \
-            and Path(config["data"]).resolve() != Path(args.data).resolve():
-        raise CliError(f"--resume: {checkpoint} was trained with --data {config['data']}, not "
+    elif args.data is not None and recorded is not None \
+            and Path(recorded).resolve() != Path(args.data).resolve():
+        raise CliError(f"--resume: {checkpoint} was trained with --data {recorded}, not "
                        f"{args.data}")
     return root, data, prints
 

@@ -413,7 +413,7 @@ class Trainer:
                              f"per {self.scheduler_interval} here (scheduler_interval)")
         ckpt.restore(self.model, self.optimizer, self.scheduler)
         meta = ckpt.meta
-        self.history = meta.get("history") or {"epochs": [], "steps": []}
+        self.history = {"epochs": [], "steps": [], **(meta.get("history") or {})}
         self.epoch = int(state.get("epoch", 0))
         self.step_in_epoch = int(state.get("step_in_epoch", 0))
         self.global_step = int(state.get("global_step", 0))

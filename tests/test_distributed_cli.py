@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import nnx
 import nnx.distributed as dist
 from nnx.data import load_mnist
 from nnx.data.idx import write_idx
@@ -80,3 +82,61 @@ def test_world_larger_than_the_batch_fails_fast(data_dir, tmp_path):
     assert res.returncode != 0
     assert time.perf_counter() - t0 < 60
     assert "batch" in (res.stderr + res.stdout).lower()
+
+
+def _rank_pids(mpiexec_pid: int, marker: str, timeout: float = 60) -> list[int]:
+    """The pids of the ranks started under ``mpiexec_pid`` whose command line has ``marker``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == mpiexec_pid:
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker.encode() in cmd and any(b"nnx" in c for c in cmd) \
+                    and not any(b"mpiexec" in c or b"hydra" in c for c in cmd):
+                pids.append(int(entry.name))
+        if len(pids) == 2:
+            return sorted(pids)
+        time.sleep(0.1)
+    raise AssertionError(f"did not find two ranks with {marker!r}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to find the ranks")
+@pytest.mark.parametrize("which", [0, 1])
+def test_ctrl_c_to_one_rank_stops_every_rank_with_a_resumable_checkpoint(data_dir, tmp_path, which):
+    """SIGINT to a single rank: all ranks agree to stop after the same step (no rank left
+    spinning in a collective), rank 0 saves last.safetensors, and the run resumes."""
+    out = tmp_path / "run"
+    args = train_args(data_dir, out, "--distributed", "--epochs", "1000")
+    proc = subprocess.Popen(dist.mpiexec_command(2, [sys.executable, *args]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+    try:
+        deadline = time.time() + 120
+        while not (out / "history.json").exists() and time.time() < deadline:
+            time.sleep(0.05)  # at least one epoch is done
+        pids = _rank_pids(proc.pid, str(out))
+        # the rank processes in launch order are not ranks; SIGINT one of the two either way
+        t0 = time.perf_counter()
+        os.kill(pids[which], signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.perf_counter() - t0 < 30
+    assert proc.returncode != 0, stdout
+    assert "training interrupted" in stdout and "rank" not in stderr.lower(), stdout + stderr
+    state = nnx.load(out / "last.safetensors").meta["trainer"]
+    assert state["epoch"] >= 1
+    cmd = dist.mpiexec_command(2, [sys.executable, "-m", "nnx", "train", "--resume", "--out",
+                                   str(out), "--distributed", "--backend", "numpy",
+                                   "--no-progress", "--data", str(data_dir),
+                                   "--epochs", str(state["epoch"] + 1)])
+    res = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == list(range(1, state["epoch"] + 2))
