@@ -474,3 +474,21 @@ def test_iter_from_skips_finished_batches_without_converting_them():
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert loader.epoch == 3
+
+
+def test_loader_yields_float64_when_asked(backend):
+    """A float64 model needs float64 batches: uint8 pixels are scaled in float64 (exactly
+    k / 255), float64 images keep every bit; ``batches(dtype=...)`` overrides per call."""
+    imgs = coded_images(12)
+    dl = DataLoader(imgs, np.arange(12) % 10, batch_size=5, shuffle=False, dtype="float64")
+    x, y = next(iter(dl))
+    assert x.dtype == backend.xp.float64 and y.dtype == backend.xp.int64
+    np.testing.assert_array_equal(nnx.to_numpy(x), imgs[:5, None].astype(np.float64) / 255)
+    f = np.random.default_rng(0).random((6, 1, 28, 28))
+    x, _ = next(iter(DataLoader(f, np.zeros(6, np.int64), 6, shuffle=False, dtype="float64")))
+    np.testing.assert_array_equal(nnx.to_numpy(x), f)
+    x32, _ = next(DataLoader(f, np.zeros(6, np.int64), 6, shuffle=False).batches(0))
+    x64, _ = next(DataLoader(f, np.zeros(6, np.int64), 6, shuffle=False).batches(0, dtype="float64"))
+    assert x32.dtype == backend.xp.float32 and x64.dtype == backend.xp.float64
+    with pytest.raises(ValueError, match="DataLoader: dtype must be 'float32' or 'float64'"):
+        DataLoader(f, np.zeros(6, np.int64), 6, dtype="int8")

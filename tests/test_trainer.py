@@ -260,3 +260,56 @@ def test_loader_batches_follow_the_model_backend():
     assert nnx.get_backend().name == "numpy"
     history = trainer.fit(DataLoader(x, y, 16), DataLoader(x, y, 16, shuffle=False), epochs=1)
     assert history["epochs"][0]["val_acc"] is not None
+
+
+def test_float64_model_trains_and_evaluates_on_every_backend(backend):
+    """Trainer + DataLoader with a float64 model: batches come in the model's dtype, and
+    the run equals a NumPy float64 run to float64 rounding."""
+    def run(be):
+        nnx.manual_seed(0)
+        model = nnx.models.LeNet5(dtype="float64", backend=be)
+        opt = SGD(model, lr=0.05, momentum=0.9)
+        trainer = nnx.Trainer(model, opt, progress=False, log=lambda line: None, threads=1)
+        x, y = synthetic(64)
+        xv, yv = synthetic(30, seed=1)
+        history = trainer.fit(DataLoader(x, y, 16, seed=3), DataLoader(xv, yv, 20, shuffle=False),
+                              epochs=2)
+        return model, history
+
+    model, history = run(backend)
+    ref_model, ref_history = run(nnx.testing.make_backend("numpy"))
+    for k, v in ref_model.state_dict().items():
+        got = model.state_dict()[k]
+        assert backend.same_place(got) and nnx.backends.dtype_name(got.dtype) == "float64"
+        nnx.testing.assert_close(got, nnx.to_numpy(v), "float64", what=k)
+    for a, b in zip(history["epochs"], ref_history["epochs"]):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-9)
+        assert a["val_acc"] == b["val_acc"]
+
+
+def test_resume_refuses_another_scheduler_interval(tmp_path):
+    trainer, train, val = make_run(tmp_path, interval="step")
+    trainer.fit(train, val, epochs=1)
+    other, _, _ = make_run(tmp_path, interval="epoch")
+    with pytest.raises(ValueError, match="per step there, per epoch here"):
+        other.resume(tmp_path / "last.safetensors")
+    assert other.epoch == 0
+
+
+def test_interrupt_after_the_last_epoch_is_not_an_interruption(tmp_path):
+    """A Ctrl-C that lands once every epoch is done (e.g. during the last evaluation or the
+    plot) leaves a finished run: fit returns its history instead of raising."""
+    trainer, train, val = make_run(tmp_path)
+    real = trainer.evaluate
+    calls = {"n": 0}
+
+    def evaluate_then_interrupt(loader):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the last epoch's evaluation
+            trainer._stop_requested = True  # what the SIGINT handler sets
+        return real(loader)
+
+    trainer.evaluate = evaluate_then_interrupt
+    history = trainer.fit(train, val, epochs=2)
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    assert set(trainer.written) >= {"best.safetensors", "last.safetensors", "history.json"}
