@@ -29,8 +29,12 @@ import numpy as np
 from .. import backends as _backends
 from ..backend import resolve_backend
 from ..backends import Backend
+from .transforms import Transform
 
 FLOAT_DTYPES = ("float32", "float64")
+#: The last word of the seed of a batch's random transform choices (apart from the
+#: permutation's seed ``[seed, epoch]``).
+AUGMENT_TAG = 0x617567
 
 
 def _int_arg(name: str, value: Any, minimum: int) -> int:
@@ -82,6 +86,12 @@ class DataLoader:
     dtype : ``"float32"`` or ``"float64"``
         The dtype of the yielded images (a float64 model needs float64 batches;
         :meth:`batches` may ask for another per call).
+    transform : a :mod:`nnx.data.transforms` transform, or None
+        Applied to each batch of images on the backend, after the scaling to [0, 1]
+        (normalisation, random crops and flips). Its random choices for the batch at
+        position ``s`` of epoch ``e`` come from ``np.random.default_rng([seed, e, s,
+        AUGMENT_TAG])``, drawn for the whole global batch, of which each rank takes its
+        slice.
 
     Iterating yields ``x`` of ``dtype`` (b, C, H, W) (C = 1 for 3-D ``images``) and
     ``y`` int64 (b,) on the backend. Each ``iter()`` uses :attr:`epoch` and then
@@ -91,7 +101,8 @@ class DataLoader:
 
     def __init__(self, images: Any, labels: Any, batch_size: int, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False, backend: str | Backend | None = None,
-                 rank: int = 0, world_size: int = 1, dtype: str = "float32") -> None:
+                 rank: int = 0, world_size: int = 1, dtype: str = "float32",
+                 transform: Transform | None = None) -> None:
         imgs = _host("images", images)
         labs = _host("labels", labels)
         if imgs.ndim == 3:
@@ -125,6 +136,10 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.backend = None if backend is None else resolve_backend(backend)
         self.dtype = _dtype_arg(dtype)
+        if transform is not None and not isinstance(transform, Transform):
+            raise TypeError(f"DataLoader: transform must be an nnx.data.transforms transform, got "
+                            f"{type(transform).__name__}")
+        self.transform = transform
         self.epoch = 0
 
     # -- sizes ------------------------------------------------------------
@@ -170,21 +185,22 @@ class DataLoader:
         return steps
 
     # -- iteration ----------------------------------------------------------
-    def _batch(self, idx: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    def _images(self, idx: np.ndarray, dtype: str) -> np.ndarray:
+        """Host images (scaled to [0, 1] when uint8) in ``dtype``."""
         x = self.images[idx]  # one gather; a new array
         if x.dtype == np.uint8:
             x = x.astype(dtype)
             np.divide(x, x.dtype.type(255), out=x)
         else:
             x = x.astype(dtype, copy=False)
-        return x, self.labels[idx]
+        return x
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         epoch = self.epoch
         self.epoch = epoch + 1
         steps = self.batch_indices(epoch)
         be = resolve_backend(self.backend)
-        return self._generate(steps, be, self.dtype)
+        return self._generate(steps, be, self.dtype, epoch, 0)
 
     def iter_from(self, epoch: int, start: int = 0, backend: str | Backend | None = None,
                   dtype: str | None = None) -> Iterator[tuple[Any, Any]]:
@@ -201,19 +217,34 @@ class DataLoader:
         the loader's epoch counter alone."""
         steps = self.batch_indices(epoch)[start:]
         dtype = self.dtype if dtype is None else _dtype_arg(dtype)
-        return self._generate(steps, resolve_backend(backend or self.backend), dtype)
+        return self._generate(steps, resolve_backend(backend or self.backend), dtype, epoch,
+                              start)
 
-    def _generate(self, steps: list[np.ndarray], be: Backend, dtype: str
-                  ) -> Iterator[tuple[Any, Any]]:
+    def _generate(self, steps: list[np.ndarray], be: Backend, dtype: str, epoch: int,
+                  start: int) -> Iterator[tuple[Any, Any]]:
         on_device = not be.is_host and self.images.dtype == np.uint8
-        for idx in steps:
+        for step, idx in enumerate(steps, start):
             if on_device:  # move the uint8 pixels (4x fewer bytes), scale on the device
                 x = be.xp.astype(be.from_numpy(self.images[idx]), getattr(be.xp, dtype))
                 x /= 255
-                yield x, be.from_numpy(self.labels[idx])
-                continue
-            x, y = self._batch(idx, dtype)
-            yield be.from_numpy(x), be.from_numpy(y)
+            else:
+                x = be.from_numpy(self._images(idx, dtype))
+            if self.transform is not None:
+                x = self.transform.apply(x, self._choices(be, epoch, step, len(idx)))
+            yield x, be.from_numpy(self.labels[idx])
+
+    def _choices(self, be: Backend, epoch: int, step: int, n: int) -> Any:
+        """The transform's random choices for this rank's ``n`` images of a batch, on ``be``."""
+        rng = np.random.default_rng([self.seed, epoch, step, AUGMENT_TAG])
+        drawn = self.transform.draw(rng, n * self.world_size)
+        lo, hi = self.rank * n, (self.rank + 1) * n
+
+        def place(c: Any) -> Any:
+            if isinstance(c, list):
+                return [place(item) for item in c]
+            return None if c is None else be.from_numpy(np.ascontiguousarray(c[lo:hi]))
+
+        return place(drawn)
 
     def __repr__(self) -> str:
         shard = f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else ""
@@ -221,4 +252,4 @@ class DataLoader:
                 f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}{shard})")
 
 
-__all__ = ["DataLoader"]
+__all__ = ["AUGMENT_TAG", "DataLoader"]

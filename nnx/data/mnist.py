@@ -79,13 +79,24 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, img_name: str,
     return images, labels.astype(np.int64)
 
 
+def file_names(name: str) -> tuple[str, ...]:
+    """The names under which a standard IDX file is found: ``train-images-idx3-ubyte`` (as
+    published) and ``train-images.idx3-ubyte`` (as several mirrors and Kaggle ship it), each
+    raw or with ``.gz``."""
+    dotted = name.replace("-idx", ".idx", 1)
+    return (name, f"{name}.gz", dotted, f"{dotted}.gz")
+
+
 def _find(root: Path, name: str) -> Path:
-    for candidate in (root / name, root / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{root / name}: no such file (nor {name}.gz) in {root}; "
-                            f"MNIST needs {TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES} and "
-                            f"{TEST_LABELS}, raw or gzipped")
+    found = [root / n for n in file_names(name) if (root / n).is_file()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"{root}: {' and '.join(p.name for p in found)} are the same file under "
+                         "several names; keep one")
+    raise FileNotFoundError(f"{root / name}: no such file (nor {name}.gz, or the dotted "
+                            f"{file_names(name)[2]}[.gz]) in {root}; MNIST needs {TRAIN_IMAGES}, "
+                            f"{TRAIN_LABELS}, {TEST_IMAGES} and {TEST_LABELS}, raw or gzipped")
 
 
 def _load_pair(root: Path, img: str, lab: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,10 +131,10 @@ def load_mnist(root: str | os.PathLike[str] | None = None) -> MNIST:
 
     With ``root``: the four standard files ``train-images-idx3-ubyte``,
     ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
-    ``t10k-labels-idx1-ubyte``, each raw or with ``.gz`` (60,000 / 10,000 for
-    the full dataset). Without: the bundled 5,000 real MNIST images split by
-    the permutation ``np.random.default_rng(SAMPLE_SPLIT_SEED)`` (seed 0) into
-    4,000 train / 1,000 test.
+    ``t10k-labels-idx1-ubyte``, each raw or with ``.gz``, also under the dotted
+    names ``train-images.idx3-ubyte`` etc. (60,000 / 10,000 for the full dataset).
+    Without: the bundled 5,000 real MNIST images split by the permutation
+    ``np.random.default_rng(SAMPLE_SPLIT_SEED)`` (seed 0) into 4,000 train / 1,000 test.
 
     Raises FileNotFoundError for a missing file and ValueError naming the file
     and the problem for a corrupt one (bad magic, truncated, wrong dimensions,
@@ -146,4 +157,4 @@ def load_mnist(root: str | os.PathLike[str] | None = None) -> MNIST:
                  source=f"MNIST IDX files in {folder}")
 
 
-__all__ = ["MNIST", "SAMPLE_SPLIT_SEED", "load_mnist", "load_sample"]
+__all__ = ["MNIST", "SAMPLE_SPLIT_SEED", "file_names", "load_mnist", "load_sample"]
