@@ -40,7 +40,8 @@ def _recipe_flag(parser: argparse.ArgumentParser, key: str, help: str, **kw: Any
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnx", description="Train and evaluate nnx models on MNIST.")
+    p = argparse.ArgumentParser(prog="nnx", description="Train and evaluate nnx models on MNIST, "
+                                "Fashion-MNIST and CIFAR-10.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command")
 
@@ -50,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
                     "lr, momentum, nesterov, weight decay, scheduler and its settings) left out "
                     "of a --resume are taken from the checkpoint; given with other values, "
                     "they are an error.")
+    _recipe_flag(t, "dataset", "sample (bundled, offline), mnist, fashion-mnist or cifar10 "
+                 "(downloaded once into the cache, or read from --data DIR)",
+                 choices=CHOICES["dataset"])
+    _recipe_flag(t, "normalize", "normalise each channel with the training data's mean and std",
+                 action="store_const", const=True)
+    t.add_argument("--no-normalize", dest="normalize", action="store_const", const=False,
+                   help="feed pixels scaled to [0, 1] as they are (the course report's recipe)")
+    _recipe_flag(t, "augment", "random crops of the zero-padded image (2 px for digits, 4 for "
+                 "CIFAR-10) and, for CIFAR-10, horizontal flips, on the training batches",
+                 action="store_const", const=True)
     _recipe_flag(t, "model", "network", choices=CHOICES["model"])
     t.add_argument("--backend", default="auto",
                    help="numpy, torch, cupy, array_api_strict or auto (default: auto)")
@@ -72,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     _recipe_flag(t, "scheduler_interval", "step the schedule per epoch or per batch",
                  choices=CHOICES["scheduler_interval"])
     t.add_argument("--data", default=None,
-                   help="folder with the four MNIST IDX files (default: bundled 5,000-image sample)")
+                   help="folder with the dataset's files (without --dataset: the four MNIST IDX "
+                        "files, either naming, raw or .gz)")
     t.add_argument("--out", default=None,
                    help="output folder (default: a new runs/<date-time> folder, with runs/latest "
                         "pointing to the newest run); a folder holding a run needs --resume or "
@@ -119,10 +131,21 @@ def set_backend(name: str, device: Any) -> Any:
     return nnx.set_backend(name, device)
 
 
-def load_data(root: str | None) -> Any:
-    from .data import load_mnist
+def load_data(dataset: str, root: str | None, say: Any = None) -> Any:
+    from .datasets import load
 
-    return load_mnist(root)
+    return load(dataset, root, log=say)
+
+
+def recorded_dataset(config: dict[str, Any], recorded_root: str | None) -> str:
+    """The dataset a checkpoint was trained on (nnx 0.1 recorded only the folder)."""
+    name = config.get("dataset")
+    if name is None:
+        return "sample" if recorded_root is None else "mnist"
+    if name not in CHOICES["dataset"]:
+        raise CliError(f"config.dataset must be one of {', '.join(CHOICES['dataset'])}, got "
+                       f"{name!r}")
+    return name
 
 
 def recorded_data(config: dict[str, Any], path: Any) -> str | None:
@@ -133,8 +156,23 @@ def recorded_data(config: dict[str, Any], path: Any) -> str | None:
     return recorded
 
 
-def data_label(root: str | None) -> str:
-    return "the bundled sample" if root is None else str(root)
+def data_label(dataset: str, root: str | None) -> str:
+    if root is not None:
+        return str(root)
+    return "the bundled sample" if dataset == "sample" else f"the cached {dataset}"
+
+
+def eval_transform(config: dict[str, Any], path: Any) -> Any:
+    """The evaluation transform recorded in a checkpoint's config (None: none)."""
+    from .data.transforms import from_config
+
+    spec = (config.get("transforms") or {}).get("eval")
+    if spec is None:
+        return None
+    try:
+        return from_config(spec)
+    except ValueError as exc:
+        raise CliError(f"{path}: config.transforms.eval: {exc}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -149,22 +187,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backend = set_backend(args.backend, args.device)
     config = load(path).meta.get("config") or {}
     recorded = recorded_data(config, path)
+    dataset = recorded_dataset(config, recorded)
     root = args.data if args.data is not None else recorded
-    data = load_data(root)
+    data = load_data(dataset, root)
     if "data_fingerprint" in config:
         diffs = differences(config["data_fingerprint"], fingerprint(data), splits=("test",))
         if diffs and args.data is None:
-            raise CliError(f"the data in {data_label(root)} is not what {path} was trained on "
+            raise CliError(f"the data in {data_label(dataset, root)} is not what {path} was trained on "
                            f"({diffs[0]}); to evaluate on other data, pass --data DIR")
         if diffs:
-            print(f"note: {data_label(root)} holds other data than {path} was trained on "
+            print(f"note: {data_label(dataset, root)} holds other data than {path} was trained on "
                   f"({diffs[0]})")
     elif args.data is None and recorded is not None and not Path(recorded).is_absolute():
         print(f"note: {path} records the data folder {recorded!r} relative to where it was "
               f"trained and no fingerprint (nnx 0.1); it was read from {Path(recorded).resolve()} "
               "and could not be checked")
     model = load_model(path, backend=backend)
-    val = DataLoader(data.test_images, data.test_labels, args.batch_size, shuffle=False)
+    val = DataLoader(data.test_images, data.test_labels, args.batch_size, shuffle=False,
+                     transform=eval_transform(config, path))
     metrics = evaluate(model, val)
     print(f"accuracy: {metrics['acc']:.4f}")
     print(f"loss: {metrics['loss']:.4f}")

@@ -71,31 +71,61 @@ def _threads(value: str, model: Any, local_batch: int, distributed: bool) -> int
     return n
 
 
-def _data(args: argparse.Namespace, meta: dict[str, Any] | None, checkpoint: Path | None
-          ) -> tuple[str | None, Any, dict[str, Any]]:
-    """(absolute data folder or None for the sample, the data, its fingerprint); a resumed
-    run must get the data it was trained on."""
+def _data(args: argparse.Namespace, dataset: str, meta: dict[str, Any] | None,
+          checkpoint: Path | None, say: Any, dist: Any) -> tuple[str | None, Any, dict[str, Any]]:
+    """(absolute data folder or None for the sample / the cache, the data, its fingerprint);
+    a resumed run must get the data it was trained on. Distributed, rank 0 downloads first."""
     from .data.fingerprint import differences, fingerprint
 
     config = (meta or {}).get("config") or {}
     recorded = recorded_data(config, checkpoint)
     root = args.data if args.data is not None else recorded
     if root is not None:
-        root = str(Path(root).resolve())
-    data = load_data(root)
+        root = str(Path(root).expanduser().resolve())
+    if dist is not None and dist.world_size() > 1:
+        if dist.rank() == 0:
+            data = load_data(dataset, root, say)
+        dist.barrier()  # the cache is complete before the other ranks read it
+        if dist.rank() != 0:
+            data = load_data(dataset, root)
+    else:
+        data = load_data(dataset, root, say)
     prints = fingerprint(data)
     if meta is None:
         return root, data, prints
     if "data_fingerprint" in config:
         diffs = differences(config["data_fingerprint"], prints)
         if diffs:
-            raise CliError(f"--resume: the data in {data_label(root)} is not what {checkpoint} "
-                           f"was trained on ({diffs[0]}); resume with the same data (--data DIR)")
+            raise CliError(f"--resume: the data in {data_label(dataset, root)} is not what "
+                           f"{checkpoint} was trained on ({diffs[0]}); resume with the same data "
+                           "(--data DIR)")
     elif args.data is not None and recorded is not None \
             and Path(recorded).resolve() != Path(args.data).resolve():
         raise CliError(f"--resume: {checkpoint} was trained with --data {recorded}, not "
                        f"{args.data}")
     return root, data, prints
+
+
+def _transforms(recipe: dict[str, Any], data: Any, meta: dict[str, Any] | None
+                ) -> tuple[Any, Any]:
+    """(training transform, evaluation transform): augmentation on the training batches
+    only, the same normalisation on both (a resumed run keeps its recorded values)."""
+    from .data import transforms as T
+
+    recorded = (((meta or {}).get("config") or {}).get("transforms") or {})
+    if recorded.get("train") is not None or recorded.get("eval") is not None:
+        train = None if recorded.get("train") is None else T.from_config(recorded["train"])
+        val = None if recorded.get("eval") is None else T.from_config(recorded["eval"])
+        return train, val
+    norm = [T.Normalize(data.mean, data.std)] if recipe["normalize"] else []
+    augment = []
+    if recipe["augment"]:
+        colour = data.shape[0] == 3  # digits are not mirror-symmetric; photos are
+        augment = [T.RandomCrop(4 if colour else 2)] + ([T.RandomHorizontalFlip()] if colour
+                                                        else [])
+    train = T.Compose(augment + norm) if augment or norm else None
+    val = T.Compose(norm) if norm else None
+    return train, val
 
 
 def _best_line(trainer: Any, folder: Path, checkpoint: Path | None) -> str:
@@ -119,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import load
     from .data import DataLoader
-    from .models import CLI_NAMES, MODELS
+    from .models import CLI_NAMES, for_images
 
     dist = None
     if args.distributed:
@@ -140,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if world > 1:
             folder, checkpoint = dist.broadcast_object((folder, checkpoint))
         meta = load(checkpoint).meta if checkpoint is not None else None
-        given = {k: getattr(args, k) for k in DEFAULTS}
+        given = {**{k: getattr(args, k) for k in DEFAULTS}, "data": args.data}
         try:
             recipe = resolve(given, saved_recipe(meta) if meta is not None else None,
                              str(checkpoint))
@@ -153,9 +183,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         backend = set_backend(args.backend, args.device)
         if backend.note:
             say(f"backend: {backend.note}")
-        root, data, prints = _data(args, meta, checkpoint)
+        root, data, prints = _data(args, recipe["dataset"], meta, checkpoint, say, dist)
+        train_transform, eval_transform = _transforms(recipe, data, meta)
         nnx.manual_seed(recipe["seed"])
-        model = MODELS[CLI_NAMES[recipe["model"]]](weight_decay=None, dtype=recipe["dtype"])
+        model = for_images(CLI_NAMES[recipe["model"]], data.shape, len(data.classes),
+                           dtype=recipe["dtype"])
         opt = _optimizer(recipe, model)
         sched = _scheduler(recipe, opt)
         local_batch = recipe["batch_size"]
@@ -164,11 +196,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             dist.broadcast_parameters(model)
         threads = _threads(args.threads, model, local_batch, dist is not None)
         train = DataLoader(data.train_images, data.train_labels, recipe["batch_size"],
-                           shuffle=True, seed=recipe["seed"], rank=rank, world_size=world)
+                           shuffle=True, seed=recipe["seed"], rank=rank, world_size=world,
+                           transform=train_transform)
         # every rank evaluates the whole held-out split: exact figures, identical on all ranks
-        val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False)
+        val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False,
+                         transform=eval_transform)
         config = {**recipe, "epochs": epochs, "world_size": world, "data": root,
-                  "data_source": data.source, "data_fingerprint": prints}
+                  "data_source": data.source, "data_fingerprint": prints,
+                  "data_facts": data.facts(),
+                  "transforms": {"train": None if train_transform is None
+                                 else train_transform.config(),
+                                 "eval": None if eval_transform is None
+                                 else eval_transform.config()}}
         trainer = nnx.Trainer(model, opt, scheduler=sched,
                               scheduler_interval=recipe["scheduler_interval"], out_dir=folder,
                               progress=args.progress, config=config, log=say,
@@ -185,9 +224,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             for note in run.notes:
                 say(note)
         n_params = sum(int(_numel(p.shape)) for p in model.parameters())
+        say(f"data: {len(data.train_labels)} train / {len(data.test_labels)} held-out images "
+            f"of {'×'.join(map(str, data.shape))} ({data.source})"
+            + (f"; augmented: {train_transform!r}" if recipe["augment"] else "")
+            + ("; normalised per channel" if recipe["normalize"] else ""))
         say(f"training {type(model).__name__} ({n_params:,} parameters, {recipe['dtype']}) on "
-            f"{backend.name} [{backend.device}], {len(data.train_labels)} train / "
-            f"{len(data.test_labels)} held-out images, {epochs} epochs, batch "
+            f"{backend.name} [{backend.device}], {epochs} epoch{'s' if epochs > 1 else ''}, batch "
             f"{recipe['batch_size']}" + (f" over {world} ranks" if world > 1 else "") +
             (f", {trainer.threads} threads" if trainer.threads > 1 else ""))
         t0 = time.perf_counter()

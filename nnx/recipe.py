@@ -1,7 +1,8 @@
 """The training recipe of ``nnx train``: its flags, defaults, and one rule for ``--resume``.
 
-A recipe is every setting that shapes the numbers a run produces: the model,
-dtype, seed, batch size, optimizer and its hyperparameters, the schedule. A
+A recipe is every setting that shapes the numbers a run produces: the dataset and
+its preprocessing, the model, dtype, seed, batch size, optimizer and its
+hyperparameters, the schedule. A
 resumed run continues its recipe exactly:
 
 - a recipe flag left out is taken from the checkpoint;
@@ -22,12 +23,13 @@ from typing import Any
 #: Recipe settings and their defaults (the course recipe: LeNet-5, SGD momentum 0.9,
 #: lr 0.05, weight decay 1e-4, batch 64, MultiStepLR at epochs 5 and 8).
 DEFAULTS: dict[str, Any] = {
-    "model": "lenet5", "dtype": "float32", "seed": 0, "batch_size": 64, "optimizer": "sgd",
-    "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-    "scheduler": "multistep", "step_size": 5, "milestones": [5, 8], "gamma": 0.1,
-    "scheduler_interval": "epoch",
+    "dataset": "sample", "normalize": True, "augment": False, "model": "lenet5",
+    "dtype": "float32", "seed": 0, "batch_size": 64, "optimizer": "sgd", "lr": 0.05,
+    "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "scheduler": "multistep",
+    "step_size": 5, "milestones": [5, 8], "gamma": 0.1, "scheduler_interval": "epoch",
 }
 CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": ("sample", "mnist", "fashion-mnist", "cifar10"),
     "model": ("mlp", "lenet5", "widecnn"),
     "dtype": ("float32", "float64"),
     "optimizer": ("sgd", "momentum"),
@@ -83,8 +85,9 @@ def _validate(recipe: dict[str, Any], where: str) -> None:
         v = recipe[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise RecipeError(f"{flag(key)} must be a finite number, got {v!r}{where}")
-    if not isinstance(recipe["nesterov"], bool):
-        raise RecipeError(f"--nesterov must be on or off, got {recipe['nesterov']!r}{where}")
+    for key in ("nesterov", "normalize", "augment"):
+        if not isinstance(recipe[key], bool):
+            raise RecipeError(f"{flag(key)} must be on or off, got {recipe[key]!r}{where}")
     ms = recipe["milestones"]
     if not isinstance(ms, list) or not all(isinstance(m, int) and not isinstance(m, bool)
                                            for m in ms):
@@ -114,6 +117,10 @@ def saved_recipe(meta: dict[str, Any]) -> dict[str, Any]:
                 out.setdefault(key, sched[key])
     if "scheduler_interval" not in out and "scheduler_interval" in trainer:
         out["scheduler_interval"] = trainer["scheduler_interval"]
+    if "dataset" not in out:  # nnx 0.1 trained on the sample or on an MNIST folder, as is
+        out["dataset"] = "sample" if config.get("data") is None else "mnist"
+        out.setdefault("normalize", False)
+        out.setdefault("augment", False)
     return out
 
 
@@ -121,11 +128,12 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
             checkpoint: str = "") -> dict[str, Any]:
     """The recipe to train with.
 
-    ``given``: the recipe flags the user passed (None for a flag left out).
-    ``saved``: the checkpoint's recipe when resuming. Raises RecipeError naming
-    every flag that contradicts the checkpoint, and a flag given explicitly that
-    the chosen recipe does not use (``--nesterov`` with ``--optimizer momentum``,
-    ``--step-size`` without ``--scheduler step``, ...).
+    ``given``: the recipe flags the user passed (None for a flag left out), and
+    ``data`` (the ``--data`` folder: without ``--dataset`` it is read as MNIST-format
+    IDX files, the dataset ``mnist``). ``saved``: the checkpoint's recipe when
+    resuming. Raises RecipeError naming every flag that contradicts the checkpoint,
+    and a flag given explicitly that the chosen recipe does not use (``--nesterov``
+    with ``--optimizer momentum``, ``--step-size`` without ``--scheduler step``, ...).
     """
     if given.get("milestones") is not None and isinstance(given["milestones"], str):
         given = {**given, "milestones": parse_milestones(given["milestones"])}
@@ -139,6 +147,8 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
                 "a resumed run continues its recipe: leave those flags out, or start a new run "
                 "(another --out)")
     recipe = {**DEFAULTS, **(saved or {}), **explicit}
+    if given.get("data") is not None and "dataset" not in explicit and saved is None:
+        recipe["dataset"] = "mnist"  # --data alone: a folder of MNIST-format IDX files
     _validate(recipe, f" (recorded in {checkpoint})" if saved is not None else "")
     for key, (decider, users) in APPLIES.items():
         if key in explicit and recipe[decider] not in users:
