@@ -31,16 +31,19 @@ _NAMES = {
     "asarray": "backend", "available_backends": "backend", "get_backend": "backend",
     "set_backend": "backend", "synchronize": "backend", "to_numpy": "backend",
     "use_backend": "backend",
-    "Backend": "backends", "BackendUnavailableError": "backends", "manual_seed": "backends",
+    "Backend": "backends", "BackendUnavailableError": "backends", "manual_seed": "backend",
     "load": "checkpoint", "load_model": "checkpoint", "save": "checkpoint",
+    "BatchNorm1d": "layers", "BatchNorm2d": "layers", "Dropout": "layers",
     "Conv2d": "layers", "Flatten": "layers", "Linear": "layers", "MaxPool2d": "layers",
     "ReLU": "layers", "ZeroPad2d": "layers",
     "CrossEntropyLoss": "loss", "MultiCrossEntropyLoss": "loss",
-    "Module": "module", "Parameter": "module", "Sequential": "module", "backend_of": "module",
+    "Buffer": "module", "Module": "module", "Parameter": "module", "Sequential": "module",
+    "backend_of": "module",
     "Trainer": "trainer", "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
 }
-_SUBMODULES = ("backends", "checkpoint", "data", "distributed", "lr_scheduler", "models",
-               "optim", "parallel", "plot", "testing", "trainer")
+_SUBMODULES = ("backend", "backends", "checkpoint", "data", "datasets", "distributed",
+               "functional", "init", "layers", "loss", "lr_scheduler", "models", "module", "optim",
+               "parallel", "philox", "plot", "testing", "trainer")
 
 
 def __getattr__(name: str) -> Any:
@@ -65,23 +68,38 @@ if TYPE_CHECKING:  # what static tools see
         asarray,
         available_backends,
         get_backend,
+        manual_seed,
         set_backend,
         synchronize,
         to_numpy,
         use_backend,
     )
-    from .backends import Backend, BackendUnavailableError, manual_seed
+    from .backends import Backend, BackendUnavailableError
     from .checkpoint import load, load_model, save
-    from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, ZeroPad2d
+    from .layers import (
+        BatchNorm1d,
+        BatchNorm2d,
+        Conv2d,
+        Dropout,
+        Flatten,
+        Linear,
+        MaxPool2d,
+        ReLU,
+        ZeroPad2d,
+    )
     from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
-    from .module import Module, Parameter, Sequential, backend_of
+    from .module import Buffer, Module, Parameter, Sequential, backend_of
     from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Buffer",
     "Conv2d",
     "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
     "Linear",
     "MaxPool2d",

@@ -121,3 +121,12 @@ def asarray(x: Any, backend: str | Backend | None = None, dtype: str | None = No
 def synchronize(backend: str | Backend | None = None) -> None:
     """Block until the active (or given) backend's device has finished its work."""
     resolve_backend(backend).synchronize()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed nnx's random numbers: the host generator behind initial weights and shuffles,
+    and the device generator behind dropout masks (:mod:`nnx.philox`)."""
+    from . import philox
+
+    _backends.manual_seed(seed)
+    philox.seed(int(seed))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import backends as _backends
+from . import philox
 from .atomic import atomic_writer
 from .backend import resolve_backend
 from .backends import Backend
@@ -58,7 +59,7 @@ MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
 FORMAT = 1
 META_KEY = "nnx"
 _RESERVED = ("format", "nnx_version", "model_config", "dtype", "backend", "device",
-             "optimizer", "scheduler", "rng")
+             "optimizer", "scheduler", "rng", "device_rng")
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
@@ -298,6 +299,7 @@ def save(path: str | os.PathLike[str], model: Module, optimizer: Any = None,
         "optimizer": opt_meta,
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": _backends.get_rng_state(),
+        "device_rng": philox.default_generator().state(),
         **info,
     }
     text = json.dumps(meta, default=_json_default)
@@ -403,6 +405,8 @@ class Checkpoint:
             self._with_path(scheduler.load_state_dict, sched_state)
         if restore_rng and self.meta.get("rng") is not None:
             _backends.set_rng_state(self.meta["rng"])
+        if restore_rng and self.meta.get("device_rng") is not None:
+            philox.default_generator().set_state(self.meta["device_rng"])
 
     def _with_path(self, fn: Any, state: Any) -> Any:
         try:
@@ -456,6 +460,10 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
         "optimizer": (lambda v: v is None or isinstance(v, dict), "an object or null"),
         "scheduler": (lambda v: v is None or isinstance(v, dict), "an object or null"),
         "rng": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+        "device_rng": (lambda v: v is None or (isinstance(v, dict) and set(v) <= {
+            "seed", "counter", "stream"} and all(_is_int(x) and 0 <= x < 2**63
+                                                 for x in v.values())),
+                       "an object of ints in [0, 2**63): seed, counter, stream"),
         "trainer": (lambda v: v is None or isinstance(v, dict), "an object or null"),
         "history": (lambda v: v is None or isinstance(v, dict), "an object or null"),
         "config": (lambda v: v is None or isinstance(v, dict), "an object or null"),

@@ -1,4 +1,4 @@
-"""Parameter, Module and Sequential: the containers every layer builds on."""
+"""Parameter, Buffer, Module and Sequential: the containers every layer builds on."""
 
 from __future__ import annotations
 
@@ -47,6 +47,31 @@ class Parameter:
                 f", weight_decay={self.weight_decay})")
 
 
+class Buffer:
+    """A non-trainable array a module keeps as state (BatchNorm's running statistics).
+
+    Buffers are in ``state_dict()`` and checkpoints under their attribute names and are
+    moved by ``Module.to``; optimizers never see them (they are not Parameters). Layers
+    may rebind ``.data`` (an update returns a new array).
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    def __repr__(self) -> str:
+        return f"Buffer(shape={shape_str(self.data.shape)}, dtype={dtype_str(self.data.dtype)})"
+
+
 class Module:
     """Base class of layers and models with explicit ``forward`` and ``backward``.
 
@@ -58,6 +83,9 @@ class Module:
     """
 
     training: bool = True
+    #: False for layers whose output couples the samples of a batch (BatchNorm) or draws
+    #: random numbers (Dropout): a batch cannot be split across threads through them.
+    splittable: bool = True
 
     # -- computation ------------------------------------------------------
     def forward(self, x: Any) -> Any:
@@ -116,6 +144,28 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        """(name, Buffer) pairs, e.g. ``"1.running_mean"``, each Buffer once."""
+        seen: set[int] = set()
+        for name, b in self._all_named_buffers(prefix):
+            if id(b) not in seen:
+                seen.add(id(b))
+                yield name, b
+
+    def _all_named_buffers(self, prefix: str) -> Iterator[tuple[str, Buffer]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Buffer):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child._all_named_buffers(prefix + name + ".")
+
+    def buffers(self) -> list[Buffer]:
+        return [b for _, b in self.named_buffers()]
+
+    def _named_state(self) -> dict[str, Parameter | Buffer]:
+        """Every Parameter and Buffer by its state_dict name."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
@@ -139,17 +189,19 @@ class Module:
 
     # -- state ------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Any]:
-        """Parameter name -> array (the live arrays, not copies)."""
-        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+        """Parameter and buffer name -> array (the live arrays, not copies): the parameters
+        first, then the buffers (``running_mean``, ...)."""
+        return OrderedDict((name, p.data) for name, p in self._named_state().items())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
-        """Copy arrays (from any backend) into the parameters, checking names, shapes, dtypes.
+        """Copy arrays (from any backend) into the parameters and buffers, checking names,
+        shapes and dtypes.
 
-        With ``strict`` every parameter must be present and no extra key allowed.
-        All problems are reported together in one ValueError; nothing is changed
-        unless every check passes.
+        With ``strict`` every parameter and buffer must be present and no extra key
+        allowed. All problems are reported together in one ValueError; nothing is
+        changed unless every check passes.
         """
-        params = dict(self.named_parameters())
+        params = self._named_state()
         problems = []
         if strict:
             missing = [k for k in params if k not in state_dict]
@@ -178,13 +230,15 @@ class Module:
             if name in params:
                 p = params[name]
                 p.data = _backends.asarray(value, backend_of(p.data), copy=True)
-                p.grad = None
+                if isinstance(p, Parameter):
+                    p.grad = None
 
     def to(self, backend: str | Backend | None = None, device: Any = None,
            dtype: str | None = None) -> Module:
-        """Move every parameter to ``backend`` (a name or Backend) and/or cast to ``dtype``.
+        """Move every parameter and buffer to ``backend`` (a name or Backend) and/or cast
+        the floating ones to ``dtype`` (integer buffers keep theirs).
 
-        With only ``device``, parameters stay in their array library and move to that
+        With only ``device``, arrays stay in their array library and move to that
         device (as PyTorch's ``.to(device)``). Returns ``self``; gradients and kept
         activations are dropped.
         """
@@ -192,7 +246,7 @@ class Module:
             raise ValueError(f"{type(self).__name__}.to: dtype must be 'float32' or 'float64', "
                              f"got {dtype!r}")
         target = resolve_backend(backend, device) if backend is not None else None
-        for p in self.parameters():
+        for p in self._named_state().values():
             if target is not None:
                 dest = target
             elif device is not None:
@@ -201,8 +255,10 @@ class Module:
                 dest = backend_of(p.data)
             # a move to another library copies (torch <-> NumPy on the CPU could share memory)
             moved = dest.name != _backends.array_library(p.data)
-            p.data = _backends.asarray(p.data, dest, dtype=dtype, copy=moved)
-            p.grad = None
+            cast = dtype if dtype_str(p.data.dtype).startswith("float") else None
+            p.data = _backends.asarray(p.data, dest, dtype=cast, copy=moved)
+            if isinstance(p, Parameter):
+                p.grad = None
         for m in self.modules():
             m.clear_cache()
         return self

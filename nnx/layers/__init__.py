@@ -3,8 +3,11 @@ with a ValueError naming the layer and the input shape, as CrossEntropyLoss refu
 
 from .activation import Flatten, ReLU
 from .conv import Conv2d
+from .dropout import Dropout
 from .linear import Linear
+from .normalization import BatchNorm1d, BatchNorm2d
 from .padding import ZeroPad2d
 from .pooling import MaxPool2d
 
-__all__ = ["Conv2d", "Flatten", "Linear", "MaxPool2d", "ReLU", "ZeroPad2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Linear", "MaxPool2d",
+           "ReLU", "ZeroPad2d"]
