@@ -30,7 +30,8 @@ MIN_PER_THREAD = 32
 
 def auto_threads(model: Module, batch_size: int | None = None) -> int:
     """Threads worth using for ``model``: one per usable core on the NumPy backend when
-    its BLAS thread count can be controlled and the model has convolutions, else 1;
+    its BLAS thread count can be controlled and the model has convolutions and no layer
+    that cannot be split (:func:`splittable`), else 1;
     with ``batch_size``, no more than the batch gives :data:`MIN_PER_THREAD` samples each.
 
     Measured on a 2-core machine (bench/README.md): convolutional nets gain (the wide
@@ -47,12 +48,18 @@ def auto_threads(model: Module, batch_size: int | None = None) -> int:
         return 1
     from .layers import Conv2d
 
-    if not any(isinstance(m, Conv2d) for m in model.modules()):
+    if not any(isinstance(m, Conv2d) for m in model.modules()) or not splittable(model):
         return 1
     n = usable_cores()
     if batch_size is not None:
         n = min(n, batch_size // MIN_PER_THREAD)
     return max(1, n)
+
+
+def splittable(model: Module) -> bool:
+    """Whether a batch may be split across replicas of ``model``: not when a layer couples
+    the samples (BatchNorm's batch statistics) or draws random numbers (Dropout)."""
+    return all(m.splittable for m in model.modules())
 
 
 def replicate(model: Module) -> Module:
@@ -88,6 +95,11 @@ class ThreadedDataParallel:
     def __init__(self, model: Module, loss_fn: Any, threads: int) -> None:
         if not isinstance(threads, int) or threads < 2:
             raise ValueError(f"ThreadedDataParallel: threads must be an int >= 2, got {threads!r}")
+        odd = sorted({type(m).__name__ for m in model.modules() if not m.splittable})
+        if odd:
+            raise ValueError(f"ThreadedDataParallel: {type(model).__name__} has {', '.join(odd)}, "
+                             "whose output depends on the whole batch or on random draws; a batch "
+                             "cannot be split across threads through it (use threads=1)")
         self.model = model
         self.threads = threads
         self.replicas = [replicate(model) for _ in range(threads)]
@@ -151,4 +163,4 @@ class ThreadedDataParallel:
 
 
 __all__ = ["MIN_PER_THREAD", "ThreadedDataParallel", "auto_threads", "correct_count",
-           "replicate"]
+           "replicate", "splittable"]
