@@ -41,8 +41,12 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = True) -> Iterator
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None \
+                and not str(exc.strerror or "").startswith("cannot write"):
+            # a full disk, a vanished folder: name the file, keep the reason
+            raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}") from None
         raise
     _fsync_dir(folder)

@@ -352,13 +352,13 @@ class Checkpoint:
         rng = _backends.get_rng_state()
         try:
             model = build_model(cfg, dtype=self.meta.get("dtype") or "float32", backend=be)
-        except (TypeError, ValueError) as exc:  # a config this nnx cannot build
+        except (TypeError, ValueError, MemoryError) as exc:  # a config this nnx cannot build
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ValueError(f"{self.path}: model_config {_show(cfg)} does not build a model: "
                              f"{first}") from None
         finally:
             _backends.set_rng_state(rng)
-        model.load_state_dict(self.model_state)
+        self._with_path(model.load_state_dict, self.model_state)
         return model
 
     def restore(self, model: Module, optimizer: Any = None, scheduler: Any = None,
@@ -398,7 +398,7 @@ class Checkpoint:
         for obj, st in ((optimizer, opt_state), (scheduler, sched_state)):
             if obj is not None and hasattr(obj, "_checked_state"):
                 self._with_path(obj._checked_state, st)
-        model.load_state_dict(self.model_state)
+        self._with_path(model.load_state_dict, self.model_state)
         if optimizer is not None:
             self._with_path(optimizer.load_state_dict, opt_state)
         if scheduler is not None:
@@ -511,10 +511,10 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
         partial = trainer.get("partial")
         if partial:  # resume uses an empty or null partial as "nothing yet"
             check(partial, "trainer.partial.", {
-                "loss_sum": (_is_number, "a number"),
-                "correct": (count, "an int >= 0"),
-                "count": (count, "an int >= 0"),
-                "lr": (_is_number, "a number"),
+                "loss_sum": (_is_finite, "a finite number"),
+                "correct": (lambda v: count(v) and v < 2**63, "an int in [0, 2**63)"),
+                "count": (lambda v: count(v) and v < 2**63, "an int in [0, 2**63)"),
+                "lr": (_is_finite, "a finite number"),
             }, required=("loss_sum", "correct", "count"))
     history = meta.get("history")
     if history is not None:

@@ -2,8 +2,9 @@
 
 Errors end the program with one readable line on stderr and exit status 1
 (2 for bad arguments); ``--debug`` shows the traceback instead. Ctrl-C ends
-any command with ``interrupted`` and exit status 130 (``nnx train`` first saves
-a resumable checkpoint, see :mod:`nnx.cli_train`).
+any command with ``interrupted`` and exit status 130, SIGTERM with ``terminated``
+and 143 (``nnx train`` first saves a resumable checkpoint, see
+:mod:`nnx.cli_train`). ``--backend`` defaults to ``$NNX_BACKEND``, else ``auto``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                  "CIFAR-10) and, for CIFAR-10, horizontal flips, on the training batches",
                  action="store_const", const=True)
     _recipe_flag(t, "model", "network", choices=CHOICES["model"])
-    t.add_argument("--backend", default="auto",
-                   help="numpy, torch, cupy, array_api_strict or auto (default: auto)")
+    t.add_argument("--backend", default=None,
+                   help="numpy, torch, cupy, array_api_strict or auto (default: $NNX_BACKEND, "
+                        "else auto)")
     t.add_argument("--device", default=None, help="device for the backend (e.g. 1, cuda:0)")
     t.add_argument("--epochs", type=_positive_int, default=None,
                    help="train until this many epochs are done (default: 10, or the resumed "
@@ -111,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy and loss of a checkpoint on its held-out split")
     e.add_argument("checkpoint")
-    e.add_argument("--backend", default="auto")
+    e.add_argument("--backend", default=None,
+                   help="default: $NNX_BACKEND, else auto")
     e.add_argument("--device", default=None)
     e.add_argument("--data", default=None,
                    help="evaluate on the data in this folder instead of the recorded one")
@@ -123,9 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def set_backend(name: str, device: Any) -> Any:
+def set_backend(name: str | None, device: Any) -> Any:
     import nnx
 
+    if name is None:
+        name = os.environ.get("NNX_BACKEND", "").strip() or "auto"
     if device is not None and str(device).isdigit():
         device = int(device)
     return nnx.set_backend(name, device)
@@ -182,6 +189,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .trainer import evaluate
 
     path = Path(args.checkpoint)
+    if path.is_dir():
+        hint = f"; evaluate {path / 'best.safetensors'}" if (path / "best.safetensors").is_file() \
+            else ""
+        raise CliError(f"{path} is a folder, not a checkpoint{hint}")
     if not path.is_file():
         raise CliError(f"no checkpoint at {path}")
     backend = set_backend(args.backend, args.device)
@@ -236,7 +247,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _abort_other_ranks(args: argparse.Namespace, message: str) -> None:
+def _abort_other_ranks(args: argparse.Namespace | None, message: str) -> None:
     """Distributed, end every rank (the others would wait forever in a collective)."""
     if getattr(args, "distributed", False):
         from . import distributed
@@ -245,34 +256,58 @@ def _abort_other_ranks(args: argparse.Namespace, message: str) -> None:
             distributed.abort(message)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parser.parse_args(argv)
-    except KeyboardInterrupt:
-        print("nnx: interrupted", file=sys.stderr)
-        return 130
-    if args.command is None:
-        parser.print_help()
-        return 2
-    logging.getLogger("nnx").setLevel(logging.WARNING)  # the CLI prints its own lines
-    from .cli_train import cmd_train
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that clean-up (locks, empty folders) runs."""
 
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _message(exc: BaseException) -> str:
+    """One line for an error: an OSError as its reason and file, without "[Errno N]"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``argv`` None: this process's arguments, and the process ends
+    after: late signals are ignored; otherwise the signal handlers are restored)."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if handlers[signal.SIGTERM] is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+    parser = _parser()
     try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        if args.command is None:
+            parser.print_help()
+            return 2
+        logging.getLogger("nnx").setLevel(logging.WARNING)  # the CLI prints its own lines
+        from .cli_train import cmd_train
+
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
         return commands[args.command](args)
-    except KeyboardInterrupt:
-        _abort_other_ranks(args, f"nnx {args.command}: interrupted")
-        print(f"nnx {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated) or \
+            getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM
+        word = "terminated" if terminated else "interrupted"
+        command = getattr(locals().get("args"), "command", None) or ""
+        _abort_other_ranks(locals().get("args"), f"nnx {command}: {word}")
+        print(f"nnx {command}: {word}".replace("nnx : ", "nnx: "), file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # noqa: BLE001 - one readable line unless --debug
         if args.debug:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = _message(exc)
         _abort_other_ranks(args, f"nnx {args.command}: error: {message}")
         print(f"nnx {args.command}: error: {message}", file=sys.stderr)
         return 1
+    finally:  # the work is done: a late Ctrl-C must not turn the exit status into 130
+        for s, h in handlers.items():
+            signal.signal(s, signal.SIG_IGN if argv is None else h)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shlex
+import signal
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +164,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     world = 1 if dist is None else dist.world_size()
     rank = 0 if dist is None else dist.rank()
     main = rank == 0
-    say = (lambda line: print(line, flush=True)) if main else (lambda line: None)
+    say = _printer() if main else (lambda line: None)
+    warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a diverging step: reported below
+    if args.data is not None and not args.data.strip():
+        raise CliError("--data must name a folder, got an empty string")
 
     try:
         run = open_run_folder(args.out, args.resume, args.overwrite) if main else None
@@ -170,6 +178,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if world > 1:
             folder, checkpoint = dist.broadcast_object((folder, checkpoint))
         meta = load(checkpoint).meta if checkpoint is not None else None
+        if meta is not None:
+            _check_resumable(meta, checkpoint)
         given = {**{k: getattr(args, k) for k in DEFAULTS}, "data": args.data}
         try:
             recipe = resolve(given, saved_recipe(meta) if meta is not None else None,
@@ -208,21 +218,33 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  else train_transform.config(),
                                  "eval": None if eval_transform is None
                                  else eval_transform.config()}}
+        if meta is not None and meta.get("model_config") not in (None, model.config):
+            raise CliError(f"--resume: {checkpoint} holds a {meta['model_config']} model, not "
+                           f"the {model.config} its recorded recipe builds; the checkpoint is "
+                           "inconsistent")
+        if run is not None:
+            run.log = say
         trainer = nnx.Trainer(model, opt, scheduler=sched,
                               scheduler_interval=recipe["scheduler_interval"], out_dir=folder,
                               progress=args.progress, config=config, log=say,
-                              distributed=dist is not None, threads=threads)
+                              distributed=dist is not None, threads=threads,
+                              on_write=_write_guard(run))
         if checkpoint is not None:
             trainer.resume(checkpoint)
+            if trainer.step_in_epoch > len(train):
+                raise CliError(f"--resume: {checkpoint} stands at step {trainer.step_in_epoch} of "
+                               f"epoch {trainer.epoch + 1}, beyond the {len(train)} steps of an "
+                               "epoch; the checkpoint is inconsistent")
             say(f"resumed from {checkpoint} at epoch {trainer.epoch}, step {trainer.step_in_epoch}")
         if trainer.epoch >= epochs:
             say(f"nothing to train: {checkpoint} has completed {trainer.epoch} epochs; pass "
                 "--epochs N to train further")
             return 0
         if run is not None:
-            run.start()
             for note in run.notes:
                 say(note)
+            if run.fresh:
+                say(f"run folder {folder} (runs/latest points to it once it has saved)")
         n_params = sum(int(_numel(p.shape)) for p in model.parameters())
         say(f"data: {len(data.train_labels)} train / {len(data.test_labels)} held-out images "
             f"of {'×'.join(map(str, data.shape))} ({data.source})"
@@ -236,7 +258,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             trainer.fit(train, val, epochs=epochs)
         except KeyboardInterrupt as exc:
-            return _interrupted(say, exc, folder)
+            return _interrupted(say, exc, trainer, folder, world)
+        for s in (signal.SIGINT, signal.SIGTERM):  # finished: a late signal must not say otherwise
+            signal.signal(s, signal.SIG_IGN)  # (nnx.cli.main restores the handlers it found)
         say(f"done in {time.perf_counter() - t0:.1f} s{_best_line(trainer, folder, checkpoint)}"
             + _wrote(folder, trainer.written))
         return 0
@@ -249,16 +273,70 @@ def _wrote(folder: Path, names: list[str]) -> str:
     return f"; wrote {folder / names[0]}" + "".join(f", {n}" for n in names[1:])
 
 
-def _interrupted(say: Any, exc: KeyboardInterrupt, folder: Path | None) -> int:
+def _interrupted(say: Any, exc: KeyboardInterrupt, trainer: Any, folder: Path | None,
+                 world: int) -> int:
+    """Tell what was saved and how to resume; the exit status of the signal (130 or 143)."""
     from .trainer import TrainingInterrupted
 
     if isinstance(exc, TrainingInterrupted):
         say(str(exc))
-    else:  # a second Ctrl-C: stopped inside a step, nothing saved for it
-        say("training stopped at once (second Ctrl-C); this epoch's steps were not saved")
+    else:  # a second signal: stopped inside a step
+        epoch = trainer.last_saved_epoch
+        kept = (f"the last checkpoint holds epoch {epoch}" if epoch is not None
+                else "nothing of this run was saved")
+        say(f"training stopped at once (second signal); the steps since the last checkpoint are "
+            f"lost ({kept})")
     if folder is not None and (folder / "last.safetensors").is_file():
-        say(f"resume with: nnx train --resume --out {folder}")
-    return 130
+        launch = f"mpiexec -n {world} " if world > 1 else ""
+        tail = " --distributed" if world > 1 else ""
+        say(f"resume with: {launch}nnx train --resume --out {shlex.quote(str(folder))}{tail}")
+    return 143 if trainer.stop_signal == signal.SIGTERM else 130
+
+
+def _write_guard(run: Any) -> Any:
+    """The Trainer's ``on_write``: the run folder's checks, as one-line CLI errors."""
+    if run is None:
+        return None
+
+    def guard(name: str) -> None:
+        try:
+            run.before_write(name)
+        except RunFolderError as exc:
+            raise CliError(str(exc)) from None
+
+    return guard
+
+
+def _printer() -> Any:
+    """print, flushed; once stdout is closed (``nnx train | head -1``) lines are dropped and
+    training goes on."""
+    state = {"open": True}
+
+    def say(line: str) -> None:
+        if not state["open"]:
+            return
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            state["open"] = False
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    return say
+
+
+#: What nnx train records in every checkpoint it writes; without it a checkpoint (e.g.
+#: from nnx.Trainer in Python) cannot be resumed by the command line.
+CLI_CONFIG_KEYS = ("model", "batch_size", "seed", "optimizer", "lr")
+
+
+def _check_resumable(meta: dict[str, Any], checkpoint: Path | None) -> None:
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    missing = [k for k in CLI_CONFIG_KEYS if k not in config]
+    if missing:
+        raise CliError(f"--resume: {checkpoint} was not written by nnx train (its config lacks "
+                       f"{', '.join(missing)}: the recipe and data order cannot be recovered); "
+                       "resume it in Python with nnx.Trainer.resume")
 
 
 def _numel(shape: Any) -> int:

@@ -10,8 +10,10 @@ holder is named by the pid, host and start time it wrote into the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,20 +77,12 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         for _ in range(20):  # retried only when a releasing holder unlinked the file meanwhile
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot write to {self.folder}: "
-                                         f"{exc.strerror or exc}") from None
+            fd = self._open()
             if not _lock_fd(fd):
                 os.close(fd)
                 holder = _read_holder(self.path) or "a process that has not written its pid yet"
                 raise FolderBusyError(f"{self.folder} is in use by another nnx process ({holder})")
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if not same:
+            if not self._still_ours(fd):
                 os.close(fd)
                 continue
             previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
@@ -109,12 +103,45 @@ class FolderLock:
             return self
         raise FolderBusyError(f"could not lock {self.path}: it keeps being replaced")
 
+    def _open(self) -> int:
+        """The lock file, opened without following a link or blocking on a FIFO; OSError
+        naming it when it cannot be a lock file (a folder, a link, a FIFO, unwritable)."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if os.path.islink(self.path) or os.path.isdir(self.path):
+                raise OSError(exc.errno, f"the lock file {self.path} is a link or a folder, not a "
+                                         "file; remove it") from None
+            raise OSError(exc.errno, f"cannot write to {self.folder}: "
+                                     f"{exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"the lock file {self.path} is not a regular file; "
+                                        "remove it")
+        return fd
+
+    def _still_ours(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
+        except FileNotFoundError:
+            return False
+
+    def verify(self) -> None:
+        """FolderBusyError when the lock file is no longer the one this process holds (it
+        was deleted or replaced by hand: another run may be writing into the folder)."""
+        if self._fd is not None and not self._still_ours(self._fd):
+            raise FolderBusyError(f"the lock file {self.path} was removed or replaced while this "
+                                  "run held it; another run may be writing into "
+                                  f"{self.folder}, so this one stops before writing")
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)  # while still locked: a waiting opener re-checks the path
+        if self._still_ours(fd):  # never another run's lock that replaced ours
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still locked: a waiting opener re-checks the path
         os.close(fd)
 
     def __enter__(self) -> FolderLock:

@@ -3,18 +3,22 @@
 The rules (README, "Run folders"):
 
 - Without ``--out`` every run gets a new folder ``runs/<YYYYmmdd-HHMMSS>``, and
-  ``runs/latest`` points to the newest run once it starts training.
+  ``runs/latest`` points to the newest run that has saved something (it moves when
+  the run writes its first checkpoint).
 - ``--out DIR`` that already holds a run (checkpoints, history, curves) is
-  refused, unless ``--resume`` continues that run or ``--overwrite`` replaces it
-  (its files are deleted once the new run has passed every check, just before
-  training starts).
+  refused, unless ``--resume`` continues that run or ``--overwrite`` replaces it.
+  The old run's files are deleted only when the new run writes its first file (at
+  the end of its first epoch), so a new run that fails or is stopped before that
+  leaves the old run as it was, and the folder never mixes two runs.
 - ``--resume`` with no checkpoint continues ``OUT/last.safetensors`` (without
-  ``--out``: the run ``runs/latest`` points to); ``--resume CHECKPOINT`` writes
-  into ``--out`` if given (a new or empty folder, or the checkpoint's own), else
-  into the checkpoint's folder.
+  ``--out``: the run ``runs/latest`` points to). ``--resume CHECKPOINT`` continues
+  in the checkpoint's folder only when it is that folder's ``last.safetensors``
+  (resuming an earlier state there would replace the run's later results);
+  otherwise it needs a new or empty ``--out``.
 - The folder is locked for the run's lifetime: a second run into it refuses,
-  naming the holder's pid. A folder this run created and left without a single
-  run file (a failed start, an interrupt before the first epoch ended) is removed.
+  naming the holder's pid; before every write the run checks the lock is still its
+  own. A folder this run created and left without a single run file (a failed
+  start, an interrupt before the first epoch ended) is removed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +103,8 @@ def point_latest(folder: Path) -> str | None:
     """
     link = folder.parent / LATEST
     if link.exists() and not link.is_symlink():
-        return f"{link} is a folder, not a link (a run of an earlier nnx); left as it is"
+        what = "a folder (a run of an earlier nnx?)" if link.is_dir() else "a file"
+        return f"{link} is {what}, not a link; left as it is"
     tmp = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
     try:
         with contextlib.suppress(FileNotFoundError):
@@ -112,13 +118,6 @@ def point_latest(folder: Path) -> str | None:
     return None
 
 
-def latest_target(link: Path) -> Path | None:
-    """The folder ``link`` points to (None when it is not a link)."""
-    return link.resolve() if link.is_symlink() else None
-
-
-
-
 def _same_folder(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -126,9 +125,19 @@ def _same_folder(a: Path, b: Path) -> bool:
         return False
 
 
+def _short(path: Path, room: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= room else f"{text[:room // 2]}…{text[-room // 2:]}"
+
+
 @dataclass
 class RunFolder:
-    """The out folder of one ``nnx train`` (locked from :func:`open_run_folder` on)."""
+    """The out folder of one ``nnx train`` (locked from :func:`open_run_folder` on).
+
+    Pass :meth:`before_write` to the Trainer (``on_write=``): it checks the lock
+    before every file, and before the first one clears an ``--overwrite``-n run and
+    points ``runs/latest`` here.
+    """
 
     path: Path
     checkpoint: Path | None = None  # the checkpoint --resume continues, if any
@@ -137,26 +146,34 @@ class RunFolder:
     overwrite: bool = False
     lock: FolderLock | None = None
     notes: list[str] = field(default_factory=list)
+    log: Callable[[str], None] | None = None
     _previous_latest: str | None = None
     _pointed: bool = False
+    _written: bool = False
 
-    def start(self) -> None:
-        """Just before training: clear the folder for ``--overwrite``, point runs/latest."""
+    def before_write(self, name: str) -> None:
+        """Called before each file of the run is written (RunFolderError stops the run)."""
+        if self.lock is not None:
+            try:
+                self.lock.verify()
+            except FolderBusyError as exc:
+                raise RunFolderError(str(exc)) from None
+        if self._written:
+            return
+        self._written = True
         if self.overwrite:
             removed = remove_run_files(self.path)
-            if removed:
-                self.notes.append(f"--overwrite: removed {', '.join(removed)} of the earlier run "
-                                  f"in {self.path}")
+            if removed and self.log is not None:
+                self.log(f"--overwrite: removed {', '.join(removed)} of the earlier run in "
+                         f"{self.path}")
         if self.fresh:
             link = self.path.parent / LATEST
             with contextlib.suppress(OSError):
                 self._previous_latest = os.readlink(link)
             problem = point_latest(self.path)
-            if problem is None:
-                self._pointed = True
-                self.notes.append(f"run folder {self.path} ({link} points to it)")
-            else:
-                self.notes.append(f"run folder {self.path} ({problem})")
+            self._pointed = problem is None
+            if problem is not None and self.log is not None:
+                self.log(f"note: {problem}")
 
     def close(self) -> None:
         """Release the lock; remove the folder if this run created it and wrote nothing."""
@@ -194,17 +211,20 @@ def open_run_folder(out: str | None, resume: str | None, overwrite: bool) -> Run
     if resume is not None and overwrite and out is None:
         raise RunFolderError("--overwrite with --resume would delete the run being resumed; "
                              "leave out --overwrite (or resume into another --out)")
+    if resume:  # a checkpoint named: it must exist before anything is created or locked
+        if not Path(resume).is_file():
+            raise RunFolderError(f"--resume: no checkpoint at {resume}")
     created = fresh = False
     if out is not None:
         path = Path(out)
         if path.exists() and not path.is_dir():
-            raise RunFolderError(f"--out {path} is a file, not a folder")
+            raise RunFolderError(f"--out {_short(path)} is a file, not a folder")
         created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunFolderError(f"cannot create the out folder {path}: {exc.strerror or exc}") \
-                from None
+            raise RunFolderError(f"cannot create the out folder {_short(path)} (--out): "
+                                 f"{exc.strerror or exc}") from None
     elif resume == "":
         link = RUNS / LATEST
         if not link.is_dir():
@@ -223,7 +243,7 @@ def open_run_folder(out: str | None, resume: str | None, overwrite: bool) -> Run
             raise RunFolderError(f"{exc}; wait for it to end, or train into another --out") \
                 from None
         except OSError as exc:
-            raise RunFolderError(f"the out folder is not writable: {exc.strerror}") from None
+            raise RunFolderError(f"the out folder is not usable: {exc.strerror}") from None
         if run.lock.stale:
             run.notes.append(f"took over the stale lock of {path} ({run.lock.stale}, no longer "
                              "running)")
@@ -232,11 +252,17 @@ def open_run_folder(out: str | None, resume: str | None, overwrite: bool) -> Run
             if not run.checkpoint.is_file():
                 raise RunFolderError(f"--resume: no checkpoint at {run.checkpoint}")
         files = run_files(path)
-        own = run.checkpoint is not None and _same_folder(run.checkpoint.parent, path)
-        if files and own and overwrite:
-            raise RunFolderError(f"--overwrite would delete {run.checkpoint}, the checkpoint "
-                                 "--resume continues from; leave out --overwrite")
-        if files and not own and not overwrite:
+        inside = run.checkpoint is not None and _same_folder(run.checkpoint.parent, path)
+        continues = inside and run.checkpoint.name == "last.safetensors"
+        if files and inside and overwrite:
+            raise RunFolderError(f"--overwrite would delete the run {run.checkpoint} belongs to; "
+                                 "resume into another --out")
+        if files and inside and not continues:
+            raise RunFolderError(
+                f"--resume {run.checkpoint}: continuing it in {path} would replace that run's "
+                "later results (only its last.safetensors continues in place); resume into a "
+                "new folder with --out DIR")
+        if files and not inside and not overwrite:
             hint = "continue it with --resume, " if run.checkpoint is None else ""
             raise RunFolderError(
                 f"{path} already holds a run ({', '.join(files)}); {hint}replace it with "

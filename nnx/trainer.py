@@ -8,7 +8,8 @@ improves (the earliest epoch wins ties) and ``last.safetensors`` always. A
 non-finite loss stops training before the update with :class:`TrainingDiverged`
 and writes nothing, so the last good checkpoints stay. Ctrl-C finishes the
 current step, saves a resumable ``last.safetensors`` and raises
-:class:`TrainingInterrupted` (a KeyboardInterrupt); distributed, the ranks agree on
+:class:`TrainingInterrupted` (a KeyboardInterrupt); SIGTERM (``kill``, ``timeout``,
+a batch scheduler) is handled the same way. Distributed, the ranks agree on
 stopping at the same step, so an interrupt that reaches one rank stops them all.
 """
 
@@ -40,12 +41,18 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after a step; ``checkpoint`` is the resumable file saved
-    then (None when the Trainer writes no files)."""
+    """Ctrl-C (or SIGTERM: ``signum``) stopped training after a step; ``checkpoint`` is the
+    resumable file saved then (None when the Trainer writes no files)."""
 
-    def __init__(self, message: str, checkpoint: Path | None) -> None:
+    def __init__(self, message: str, checkpoint: Path | None,
+                 signum: int = signal.SIGINT) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+        self.signum = int(signum)
+
+
+#: The signals that stop training gracefully: finish the step, save, stop.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
 
 
 def model_placement(model: Module) -> tuple[Any, str | None]:
@@ -113,6 +120,9 @@ class Trainer:
     threads : ``"auto"`` splits each batch across the CPU cores on the NumPy backend
         (:class:`~nnx.parallel.ThreadedDataParallel`; same gradients up to float
         summation order); an int sets the count, 1 turns it off.
+    on_write : called with the file name before each file the Trainer writes into
+        ``out_dir``; an exception from it stops training before the write (``nnx
+        train`` checks its folder lock there).
     """
 
     def __init__(self, model: Module, optimizer: Optimizer, loss_fn: Any = None,
@@ -120,10 +130,19 @@ class Trainer:
                  out_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
                  config: dict[str, Any] | None = None,
                  log: Callable[[str], None] | None = None, distributed: bool = False,
-                 threads: int | str = "auto") -> None:
+                 threads: int | str = "auto",
+                 on_write: Callable[[str], None] | None = None) -> None:
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', "
                              f"got {scheduler_interval!r}")
+        mine = {id(p) for p in model.parameters()}
+        foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in mine]
+        if foreign:
+            raise ValueError(f"Trainer: the optimizer's parameters {foreign[:5]} are not "
+                             f"parameters of the {type(model).__name__} (was the optimizer "
+                             "built for another model?)")
+        if scheduler is not None and scheduler.optimizer is not optimizer:
+            raise ValueError("Trainer: the scheduler drives another optimizer than this one")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn if loss_fn is not None else CrossEntropyLoss()
@@ -141,9 +160,13 @@ class Trainer:
         self.best_val_acc = -math.inf
         self.best_epoch: int | None = None
         self._partial = {"loss_sum": 0.0, "correct": 0, "count": 0}
+        self.on_write = on_write
+        self.stop_signal = signal.SIGINT  # the signal that asked to stop (SIGINT, SIGTERM)
+        self._last_saved_epoch: int | None = None
         self._stop_requested = False  # set by Ctrl-C on this process
         self._stop_agreed = False     # every rank stops (distributed: reduced each step)
         self._finished = False        # all epochs done: Ctrl-C no longer interrupts training
+        self._finishing = False       # the last epoch's steps are done (saves may follow)
         self.written: list[str] = []  # files this Trainer wrote, in order, without repeats
         if threads == "auto":  # MPI ranks on one machine already share its cores
             threads = 1 if distributed else auto_threads(model)
@@ -226,16 +249,25 @@ class Trainer:
         resumed) and return the history."""
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive int, got {epochs!r}")
+        if hasattr(train_loader, "__len__"):
+            steps = len(train_loader)
+            if steps == 0:
+                raise ValueError("Trainer.fit: the training loader yields no batches")
+            if self.step_in_epoch > steps:
+                raise ValueError(f"Trainer.fit: the resumed position (step {self.step_in_epoch} "
+                                 f"of epoch {self.epoch + 1}) is beyond the loader's {steps} "
+                                 "steps per epoch")
         if self.out_dir is not None and self._is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
-        self._finished = False
-        with self._sigint_saves():
+        self._finished = self._finishing = False
+        with self._signals_save():
             while self.epoch < epochs:
                 self._run_epoch(train_loader, val_loader, epochs)
                 if self.epoch < epochs and self._agree_stop():  # the same test on every rank
                     checkpoint = self._checkpoint()
-                    raise TrainingInterrupted(self._interrupt_message(checkpoint), checkpoint)
+                    raise TrainingInterrupted(self._interrupt_message(checkpoint), checkpoint,
+                                              self.stop_signal)
             self._finished = True  # from here on Ctrl-C cannot lose training: draw the plot
             self._write_plot()
         return self.history
@@ -307,6 +339,10 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        if part["count"] == 0:
+            raise ValueError("Trainer.fit: the training loader yielded no batches")
+        if epoch_no == epochs:
+            self._finishing = True  # every step is done: an interrupt now only ends the run
         part["correct"] = int(part["correct"])
         loss_sum, correct, count = self._reduce_sum(
             [part["loss_sum"], part["correct"], part["count"]])
@@ -368,9 +404,16 @@ class Trainer:
             return
         from .checkpoint import save
 
+        self._before_write(name)
         save(self.out_dir / name, self.model, self.optimizer, self.scheduler,
              trainer=self.trainer_state(), history=self.history, config=self.config)
         self._wrote(name)
+        if name == "last.safetensors":
+            self._last_saved_epoch = self.epoch
+
+    def _before_write(self, name: str) -> None:
+        if self.on_write is not None:
+            self.on_write(name)
 
     def _wrote(self, name: str) -> None:
         if name not in self.written:
@@ -378,6 +421,7 @@ class Trainer:
 
     def _write_history(self) -> None:
         if self.out_dir is not None and self._is_main():
+            self._before_write("history.json")
             write_json_atomic(self.out_dir / "history.json", self.history)
             self._wrote("history.json")
 
@@ -387,6 +431,7 @@ class Trainer:
         from .plot import PLOT_HINT, plot_history
 
         try:
+            self._before_write("curves.png")
             drawn = plot_history(self.history, self.out_dir / "curves.png")
         except KeyboardInterrupt:  # a second Ctrl-C: the run itself is complete
             self.log("curves.png not drawn (interrupted); training is complete and the "
@@ -411,6 +456,13 @@ class Trainer:
         if self.scheduler is not None and saved_interval != self.scheduler_interval:
             raise ValueError(f"{path}: the scheduler was stepped per {saved_interval} there, "
                              f"per {self.scheduler_interval} here (scheduler_interval)")
+        sched = ckpt.meta.get("scheduler")
+        if self.scheduler is not None and isinstance(sched, dict):
+            expected = state.get("epoch" if saved_interval == "epoch" else "global_step")
+            if expected is not None and sched.get("last_epoch") != expected:
+                raise ValueError(f"{path}: the scheduler has taken {sched.get('last_epoch')} "
+                                 f"steps but the trainer's position says {expected} "
+                                 f"({saved_interval}s); the checkpoint is inconsistent")
         ckpt.restore(self.model, self.optimizer, self.scheduler)
         meta = ckpt.meta
         self.history = {"epochs": [], "steps": [], **(meta.get("history") or {})}
@@ -423,32 +475,47 @@ class Trainer:
         self._partial = dict(state.get("partial") or {"loss_sum": 0.0, "correct": 0, "count": 0})
         self._stop_requested = self._stop_agreed = False
 
-    # -- Ctrl-C ---------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM ---------------------------------------------------
     @contextlib.contextmanager
-    def _sigint_saves(self) -> Iterator[None]:
-        """First Ctrl-C: finish the step, save, stop. Second: stop at once."""
+    def _signals_save(self) -> Iterator[None]:
+        """First Ctrl-C or SIGTERM: finish the step, save, stop. Second: stop at once.
+        A signal the process was started to ignore (``nohup``, ``cmd &`` in a script)
+        stays ignored."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
         def handler(signum: int, frame: Any) -> None:
             if self._stop_requested:
-                signal.signal(signal.SIGINT, previous)
+                for s, h in previous.items():
+                    signal.signal(s, h)
                 raise KeyboardInterrupt
             self._stop_requested = True
+            self.stop_signal = signum
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             if self._finished:
-                self.log("interrupt: training is complete; finishing curves.png "
-                         "(Ctrl-C again to skip it)")
+                self.log(f"{name}: training is complete; finishing curves.png ({name} again to "
+                         "skip it)")
+            elif self._finishing:
+                self.log(f"{name}: the last epoch is done; finishing its checkpoints")
             else:
-                self.log("interrupt: finishing this step and saving a resumable checkpoint "
-                         "(Ctrl-C again to stop at once)")
+                self.log(f"{name}: finishing this step and saving a resumable checkpoint "
+                         f"({name} again to stop at once)")
 
-        signal.signal(signal.SIGINT, handler)
+        for s, h in previous.items():
+            if h is not signal.SIG_IGN:
+                signal.signal(s, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    @property
+    def last_saved_epoch(self) -> int | None:
+        """The epoch count in the newest last.safetensors this Trainer wrote (None: none)."""
+        return self._last_saved_epoch
 
     def _interrupt_message(self, checkpoint: Path | None) -> str:
         where = (f"after epoch {self.epoch}" if self.step_in_epoch == 0 else
@@ -466,5 +533,5 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "model_placement",
-           "write_json_atomic"]
+__all__ = ["STOP_SIGNALS", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate",
+           "model_placement", "write_json_atomic"]

@@ -305,14 +305,17 @@ def test_ctrl_c_while_the_plot_is_drawn_keeps_a_finished_run_finished(data, tmp_
 def test_a_second_ctrl_c_inside_the_first_step_names_no_missing_file(big, tmp_path):
     out = tmp_path / "run"
     proc = nnx_start("train", *QUICK, "--data", str(big), "--model", "widecnn",
-                     "--batch-size", "600", "--out", str(out))  # steps of about half a second
+                     "--batch-size", "600", "--threads", "1", "--out", str(out))  # long steps
     wait_for_line(proc, "training ")
     time.sleep(0.3)
-    stdout, err = interrupt(proc, times=2)  # the second one stops inside the step
+    proc.send_signal(signal.SIGINT)
+    wait_for_line(proc, "finishing this step")  # the first one is handled, inside the step
+    stdout, err = interrupt(proc)  # the second one stops at once
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert not (out / "last.safetensors").exists()
     assert "resume with" not in stdout and ".safetensors" not in stdout
+    assert "nothing of this run was saved" in stdout
     assert not out.exists()  # nothing was saved, so the folder this run made is gone
 
 

@@ -218,7 +218,7 @@ def test_idx_folders_under_both_namings_raw_or_gzipped(tmp_path, dotted, suffix)
 def test_a_file_under_two_names_is_refused(tmp_path):
     folder = write_mnist(tmp_path / "m", mnist_arrays())
     write_idx(folder / "train-images.idx3-ubyte", mnist_arrays()[0])
-    with pytest.raises(ValueError, match="same file under several names"):
+    with pytest.raises(ValueError, match="both train-images-idx3-ubyte.gz and train-images.idx3-ubyte exist"):
         load_mnist(folder)
 
 

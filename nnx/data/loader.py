@@ -44,9 +44,14 @@ def _int_arg(name: str, value: Any, minimum: int) -> int:
 
 
 def _dtype_arg(dtype: Any) -> str:
-    if dtype not in FLOAT_DTYPES:
+    """'float32' or 'float64' from a name or a NumPy dtype or scalar type."""
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in FLOAT_DTYPES:
         raise ValueError(f"DataLoader: dtype must be 'float32' or 'float64', got {dtype!r}")
-    return str(dtype)
+    return name
 
 
 def _host(name: str, x: Any) -> np.ndarray:

@@ -92,8 +92,8 @@ def _find(root: Path, name: str) -> Path:
     if len(found) == 1:
         return found[0]
     if found:
-        raise ValueError(f"{root}: {' and '.join(p.name for p in found)} are the same file under "
-                         "several names; keep one")
+        raise ValueError(f"{root}: both {' and '.join(p.name for p in found)} exist; nnx cannot "
+                         "tell which to read, keep one")
     raise FileNotFoundError(f"{root / name}: no such file (nor {name}.gz, or the dotted "
                             f"{file_names(name)[2]}[.gz]) in {root}; MNIST needs {TRAIN_IMAGES}, "
                             f"{TRAIN_LABELS}, {TEST_IMAGES} and {TEST_LABELS}, raw or gzipped")

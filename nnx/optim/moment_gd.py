@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..module import Module, Parameter
@@ -27,6 +27,9 @@ class MomentGD(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"mu": self.mu, "weight_decay": self.weight_decay}
+
+    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
+        return True
 
     def _update(self, xp: Any, p: Parameter, i: int, lr: float) -> Any:
         g = self.decayed_grad(p)

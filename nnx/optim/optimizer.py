@@ -179,7 +179,16 @@ class Optimizer:
         if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) \
                 or step_count < 0:
             raise ValueError(f"{where}: step_count must be an int >= 0, got {step_count!r}")
+        if step_count > 0 and self.keeps_buffers(checked):
+            missing = [i for i in range(len(self.params)) if i not in buffers]
+            if missing:
+                raise ValueError(f"{where}: after {step_count} steps the state lacks the momentum "
+                                 f"buffers of parameters {missing[:8]}; it cannot resume exactly")
         return lr, checked, int(step_count), buffers
+
+    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
+        """Whether, with these hyperparameters, every step leaves a buffer per parameter."""
+        return False
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore lr, hyperparameters, step count and momentum buffers (arrays of any

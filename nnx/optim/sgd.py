@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..module import Module, Parameter
@@ -34,6 +34,9 @@ class SGD(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "weight_decay": self.weight_decay,
                 "nesterov": self.nesterov}
+
+    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
+        return hyperparameters.get("momentum", 0.0) > 0.0
 
     def _update(self, xp: Any, p: Parameter, i: int, lr: float) -> Any:
         g = self.decayed_grad(p)
