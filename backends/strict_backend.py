@@ -59,7 +59,7 @@ class StrictBackend(Backend):
         ) if hasattr(x, "__array_namespace__") else False
 
     def from_numpy(self, a: np.ndarray) -> Any:
-        return self._xs.asarray(np.ascontiguousarray(a), device=self.device)
+        return self._xs.asarray(np.asarray(a, order="C"), device=self.device)  # 0-d stays 0-d
 
     def to_numpy(self, x: Any) -> np.ndarray:
         xs = self._xs

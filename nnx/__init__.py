@@ -34,6 +34,8 @@ _NAMES = {
     "Backend": "backends", "BackendUnavailableError": "backends", "manual_seed": "backend",
     "load": "checkpoint", "load_model": "checkpoint", "save": "checkpoint",
     "BatchNorm1d": "layers", "BatchNorm2d": "layers", "Dropout": "layers",
+    "AvgPool2d": "layers", "AdaptiveAvgPool2d": "layers", "Residual": "layers",
+    "LeakyReLU": "layers", "Sigmoid": "layers", "Tanh": "layers", "GELU": "layers",
     "Conv2d": "layers", "Flatten": "layers", "Linear": "layers", "MaxPool2d": "layers",
     "ReLU": "layers", "ZeroPad2d": "layers",
     "CrossEntropyLoss": "loss", "MultiCrossEntropyLoss": "loss",
@@ -77,14 +79,21 @@ if TYPE_CHECKING:  # what static tools see
     from .backends import Backend, BackendUnavailableError
     from .checkpoint import load, load_model, save
     from .layers import (
+        GELU,
+        AdaptiveAvgPool2d,
+        AvgPool2d,
         BatchNorm1d,
         BatchNorm2d,
         Conv2d,
         Dropout,
         Flatten,
+        LeakyReLU,
         Linear,
         MaxPool2d,
         ReLU,
+        Residual,
+        Sigmoid,
+        Tanh,
         ZeroPad2d,
     )
     from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
@@ -92,6 +101,8 @@ if TYPE_CHECKING:  # what static tools see
     from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "Backend",
     "BackendUnavailableError",
     "BatchNorm1d",
@@ -101,13 +112,18 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GELU",
+    "LeakyReLU",
     "Linear",
     "MaxPool2d",
     "Module",
     "MultiCrossEntropyLoss",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
+    "Sigmoid",
+    "Tanh",
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 from ._array import array_namespace, device, dtype_str, shape_str
@@ -9,19 +10,30 @@ from .functional import log_softmax
 
 
 class CrossEntropyLoss:
-    """Mean softmax cross-entropy of logits against integer class labels.
+    """Mean softmax cross-entropy of logits against integer class labels, with PyTorch's
+    label smoothing.
 
-    L = −(1/B) Σ_i log softmax(z_i)[y_i], computed from a max-subtracted
-    log-softmax (finite for logits of ±1e4, no epsilon). Shapes: logits (B, C)
-    float, labels (B,) integer in [0, C) -> a 0-d array. ``backward()`` returns
-    dL/dz = (softmax(z) − onehot(y)) / B, shape (B, C).
+    L = −(1/B) Σ_i Σ_c q_ic log softmax(z_i)_c, with the target distribution
+    q_i = (1 − ε)·onehot(y_i) + ε/C (ε = ``label_smoothing`` in [0, 1]; ε = 0 gives
+    L = −(1/B) Σ_i log softmax(z_i)[y_i]), computed from a max-subtracted log-softmax
+    (finite for logits of ±1e4, no epsilon). Shapes: logits (B, C) float, labels (B,)
+    integer in [0, C) -> a 0-d array. ``backward()`` returns dL/dz = (softmax(z) − q) / B,
+    shape (B, C). ``label_smoothing`` is keyword-only (PyTorch's first positional
+    argument is ``weight``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, label_smoothing: float = 0.0) -> None:
+        name = type(self).__name__
+        if (not isinstance(label_smoothing, Real) or isinstance(label_smoothing, bool)
+                or not 0 <= label_smoothing <= 1):
+            raise ValueError(f"{name}: label_smoothing must be a number in [0, 1], got "
+                             f"{label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         self._cache: Any = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        extra = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"{type(self).__name__}({extra})"
 
     def __call__(self, logits: Any, labels: Any) -> Any:
         return self.forward(logits, labels)
@@ -59,18 +71,22 @@ class CrossEntropyLoss:
                              f"got values in [{lo}, {hi}]")
         logp = log_softmax(xp, logits)
         classes_row = xp.arange(classes, dtype=labels.dtype, device=device(labels))
-        onehot = xp.astype(xp.reshape(labels, (bsz, 1)) == classes_row, logits.dtype)
-        loss = -xp.sum(logp * onehot) / bsz
-        self._cache = (logp, onehot)
+        target = xp.astype(xp.reshape(labels, (bsz, 1)) == classes_row, logits.dtype)
+        eps = self.label_smoothing
+        if eps:
+            target = target * (1.0 - eps) + eps / classes
+        loss = -xp.sum(logp * target) / bsz
+        self._cache = (logp, target)
         return xp.asarray(loss)  # a 0-d array (NumPy's reductions give a scalar)
 
     def backward(self) -> Any:
-        """dL/dlogits = (softmax − onehot) / B for the last forward call."""
+        """dL/dlogits = (softmax − q) / B for the last forward call (q: the smoothed
+        one-hot target)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}: call the loss before backward()")
-        logp, onehot = self._cache
+        logp, target = self._cache
         xp = array_namespace(logp)
-        return (xp.exp(logp) - onehot) / logp.shape[0]
+        return (xp.exp(logp) - target) / logp.shape[0]
 
 
 MultiCrossEntropyLoss = CrossEntropyLoss
