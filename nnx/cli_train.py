@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import load
     from .data import DataLoader
-    from .models import CLI_NAMES, for_images
+    from .models import CLI_MODELS, for_images
 
     dist = None
     if args.distributed:
@@ -196,8 +196,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         root, data, prints = _data(args, recipe["dataset"], meta, checkpoint, say, dist)
         train_transform, eval_transform = _transforms(recipe, data, meta)
         nnx.manual_seed(recipe["seed"])
-        model = for_images(CLI_NAMES[recipe["model"]], data.shape, len(data.classes),
-                           dtype=recipe["dtype"])
+        model_name, model_args = CLI_MODELS[recipe["model"]]
+        model = for_images(model_name, data.shape, len(data.classes), dtype=recipe["dtype"],
+                           **model_args)
         opt = _optimizer(recipe, model)
         sched = _scheduler(recipe, opt)
         local_batch = recipe["batch_size"]

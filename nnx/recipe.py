@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("sample", "mnist", "fashion-mnist", "cifar10"),
-    "model": ("mlp", "lenet5", "widecnn"),
+    "model": ("mlp", "lenet5", "widecnn", "resnet8", "resnet20", "convnet"),
     "dtype": ("float32", "float64"),
     "optimizer": ("sgd", "momentum"),
     "scheduler": ("none", "step", "multistep", "exponential"),
