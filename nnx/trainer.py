@@ -351,6 +351,8 @@ class Trainer:
             "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
             "val_loss": None, "val_acc": None,
         }
+        if self._multi_rank():  # every rank evaluates and rank 0 saves the same statistics
+            self._world().broadcast_buffers(self.model)
         if val_loader is not None:
             metrics = self.evaluate(val_loader)
             record["val_loss"], record["val_acc"] = metrics["loss"], metrics["acc"]

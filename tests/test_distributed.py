@@ -377,3 +377,14 @@ def test_gradients_travel_in_few_bucketed_calls(tmp_path):
         assert res["mixed"] == {"Allreduce": 2, "Bcast": 0}  # one bucket per dtype
         assert res["mixed_values"] == [0.5, 1.5, 2.5, 3.5]  # mean of i and i + 1
         assert res["mixed_dtypes"] == ["float32", "float64", "float32", "float64"]
+
+
+@needs_mpi
+def test_broadcast_buffers_gives_every_rank_rank_0s_running_statistics(tmp_path):
+    run_ok("bn_buffers.py", str(tmp_path))
+    before = [load(tmp_path / f"before_rank{r}.npz") for r in range(NPROCS)]
+    after = [load(tmp_path / f"after_rank{r}.npz") for r in range(NPROCS)]
+    assert max_diff(before[0], before[1]) > 1e-3  # other data, other statistics
+    for r in range(NPROCS):
+        assert max_diff(after[r], before[0]) == 0.0, f"rank {r} does not hold rank 0's buffers"
+        assert after[r]["1.num_batches_tracked"].dtype == np.int64

@@ -125,6 +125,24 @@ def broadcast_parameters(model: Module | Iterable[Parameter], root: int = 0, *,
         p.grad = None
 
 
+def broadcast_buffers(model: Module, root: int = 0, *,
+                      bucket_bytes: int = DEFAULT_BUCKET_BYTES, path: str | None = None) -> None:
+    """Give every rank rank ``root``'s buffers (BatchNorm's running statistics), as PyTorch's
+    DistributedDataParallel does: each rank normalises with its own batch statistics while
+    training, and all evaluate and save the same running statistics. A no-op in a
+    single-process world or for a model without buffers."""
+    world = get_world()
+    named = list(model.named_buffers())
+    if world.size <= 1 or not named:
+        return
+    if not 0 <= root < world.size:
+        raise ValueError(f"root must be a rank in [0, {world.size}), got {root}")
+    _check_layout(world, named, "broadcast_buffers")
+    values = _exchange(world, [b.data for _, b in named], "bcast", root, bucket_bytes, path)
+    for (_, b), v in zip(named, values):
+        b.data = v
+
+
 def _to_number(value: Any) -> tuple[float, bool]:
     """(float value, was-integer) for a Python number or a 0-d array of any backend."""
     if isinstance(value, bool | int):
