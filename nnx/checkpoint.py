@@ -385,14 +385,6 @@ class Checkpoint:
                 if key in sched_state and sched_state[key] != value:
                     raise ValueError(f"{self.path}: the scheduler's {key} is {value!r} here but "
                                      f"{sched_state[key]!r} in the checkpoint")
-        if optimizer is not None:
-            for key, buf in opt_state["buffers"].items():
-                i = int(key) if key.isdigit() else -1
-                if not 0 <= i < len(optimizer.params) or \
-                        tuple(buf.shape) != optimizer.params[i].shape:
-                    raise ValueError(f"{self.path}: optimizer buffer {key} (shape "
-                                     f"{tuple(buf.shape)}) does not fit this optimizer's "
-                                     "parameters")
         # the optimizer's and scheduler's own validation of the saved values (lr, momentum,
         # last_epoch, ...), with the file named
         for obj, st in ((optimizer, opt_state), (scheduler, sched_state)):
@@ -475,10 +467,21 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
             "hyperparameters": (lambda v: isinstance(v, dict), "an object"),
             "step_count": (count, "an int >= 0"),
         }, required=("type", "hyperparameters", "step_count"))
-        for key, value in opt["hyperparameters"].items():
-            name = key if key.isidentifier() else _show(key)  # one line, even for odd keys
-            need(isinstance(value, (int, float)), f"optimizer.hyperparameters.{name}",
-                 "a number or a bool", value)
+        settings = [("optimizer.hyperparameters", opt["hyperparameters"])]
+        groups = opt.get("param_groups")
+        if groups is not None:
+            need(list_of_objects(groups), "optimizer.param_groups", "a list of objects", groups)
+            settings += [(f"optimizer.param_groups.{i}", g) for i, g in enumerate(groups)]
+        for where, values in settings:
+            for key, value in values.items():
+                name = key if key.isidentifier() else _show(key)  # one line, even for odd keys
+                if key == "params":
+                    need(isinstance(value, list) and all(count(v) for v in value),
+                         f"{where}.params", "a list of parameter indices", value)
+                    continue
+                ok = isinstance(value, (int, float)) or (
+                    isinstance(value, list) and all(_is_number(v) for v in value))
+                need(ok, f"{where}.{name}", "a number, a bool or a list of numbers", value)
     sched = meta.get("scheduler")
     if sched is not None:
         check(sched, "scheduler.", {

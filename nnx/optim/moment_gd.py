@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ..module import Module, Parameter
-from .optimizer import Optimizer, check_momentum
+from ..module import Parameter
+from .optimizer import Optimizer, Params, check_momentum, check_weight_decay
 
 
 class MomentGD(Optimizer):
@@ -20,24 +20,27 @@ class MomentGD(Optimizer):
     applies the new lr to the whole buffer at once.
     """
 
-    def __init__(self, params: Module | Iterable[Parameter], lr: float, mu: float = 0.9,
+    slots = ("velocity",)
+
+    def __init__(self, params: Params, lr: float, mu: float = 0.9,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr, weight_decay)
-        self.mu = check_momentum("mu", mu, type(self).__name__)
+        super().__init__(params, {"lr": lr, "mu": mu, "weight_decay": weight_decay})
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"mu": self.mu, "weight_decay": self.weight_decay}
+    def _check_hyper(self, hyper: dict[str, Any], owner: str) -> dict[str, Any]:
+        return {"mu": check_momentum("mu", hyper.get("mu"), owner),
+                "weight_decay": check_weight_decay(hyper.get("weight_decay"), owner)}
 
-    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
-        return True
+    def required_slots(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.slots
 
-    def _update(self, xp: Any, p: Parameter, i: int, lr: float) -> Any:
-        g = self.decayed_grad(p)
-        v = self.buffers[i]
+    def _update(self, xp: Any, p: Parameter, state: dict[str, Any],
+                group: Mapping[str, Any]) -> None:
+        g = self.decayed_grad(p, group)
+        lr = group["lr"]
+        v = state.get("velocity")
         if v is None:
-            v = -lr * g
+            v = state["velocity"] = -lr * g
         else:
-            v *= self.mu
+            v *= group["mu"]
             v -= lr * g
         p.data += v
-        return v

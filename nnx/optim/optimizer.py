@@ -1,4 +1,4 @@
-"""Base class of the optimizers: parameter lists, weight decay, state."""
+"""Base class of the optimizers: parameter groups, weight decay, per-parameter state."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 from .. import backends as _backends
 from .._array import array_namespace, dtype_str
 from ..module import Module, Parameter, as_parameter_list, backend_of
+
+Params = Module | Iterable[Parameter] | Iterable[Mapping[str, Any]]
 
 
 def check_real(name: str, value: Any, owner: str = "") -> float:
@@ -61,35 +63,106 @@ def _same_place(buf: Any, ref: Any) -> bool:
 
 
 class Optimizer:
-    """Shared machinery: the parameter list, ``lr``, decayed gradients and buffers.
+    """Shared machinery: parameter groups, ``lr``, decayed gradients, per-parameter state.
+
+    ``params`` is a Module, an iterable of Parameters, or PyTorch's parameter groups: an
+    iterable of dicts, each with ``"params"`` (a Module or Parameters) and optionally
+    its own hyperparameters, which override the constructor's for that group::
+
+        SGD([{"params": convs, "weight_decay": 0.0}, {"params": heads}], lr=0.1, momentum=0.9)
+
+    ``param_groups`` is the list of those dicts (``"params"`` as a list, every
+    hyperparameter filled in); steps read it each time, so a scheduler or the user may
+    change a group's ``"lr"`` (or ``"momentum"``, ``"betas"``) between steps. ``lr``
+    reads the first group's and, when assigned, sets every group's. A Parameter may be in
+    one group only.
 
     Weight decay is added to each gradient exactly once: a parameter's own
-    ``weight_decay`` (set by a layer) wins; ``None`` there means the optimizer's.
+    ``weight_decay`` (set by a layer) wins; ``None`` there means its group's.
+    Hyperparameters accept any finite real number, NumPy scalars included (not bools,
+    NaN or ±inf).
 
-    Hyperparameters (``lr``, ``weight_decay``, ``momentum``, ``mu``) accept any
-    finite real number, NumPy scalars included (not bools, NaN or ±inf).
-
-    Each momentum buffer lives where its parameter lives: when a parameter has moved
-    (``model.to("torch")``, ``model.to(dtype="float64")``, another device) after the
-    optimizer was built, ``step()`` first moves its buffer to the parameter's
-    library, device and dtype.
+    Per-parameter state (momentum buffers, moments) lives where its parameter lives:
+    when a parameter has moved (``model.to("torch")``, ``model.to(dtype="float64")``,
+    another device) after the optimizer was built, ``step()`` first moves its state to
+    the parameter's library, device and dtype.
     """
 
-    def __init__(self, params: Module | Iterable[Parameter], lr: float,
-                 weight_decay: float) -> None:
+    #: Names of the per-parameter state arrays; the first is what ``buffers`` lists.
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: Params, defaults: Mapping[str, Any]) -> None:
         name = type(self).__name__
-        self.params = as_parameter_list(params)
-        self.lr = check_lr(lr, name)
-        self.weight_decay = check_weight_decay(weight_decay, name)
-        self.buffers: list[Any] = [None] * len(self.params)
+        self.defaults = self._check_group(dict(defaults), name)
+        self.param_groups: list[dict[str, Any]] = []
+        for i, group in enumerate(_as_groups(params, name)):
+            extra = {k: v for k, v in group.items() if k != "params"}
+            unknown = sorted(set(extra) - set(self.defaults))
+            if unknown:
+                raise ValueError(f"{name}: parameter group {i} has unknown settings "
+                                 f"{', '.join(unknown)}; known: {', '.join(self.defaults)}")
+            checked = self._check_group({**self.defaults, **extra}, f"{name} group {i}")
+            self.param_groups.append({"params": group["params"], **checked})
+        self.params = [p for g in self.param_groups for p in g["params"]]
+        seen: dict[int, int] = {}
+        for gi, g in enumerate(self.param_groups):
+            for p in g["params"]:
+                if id(p) in seen and seen[id(p)] != gi:
+                    raise ValueError(f"{name}: a parameter is in groups {seen[id(p)]} and {gi}; "
+                                     "each parameter may be in one group only")
+                seen[id(p)] = gi
+        if len(seen) != len(self.params):
+            raise ValueError(f"{name}: a parameter is listed twice")
+        self._index = {id(p): i for i, p in enumerate(self.params)}
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self.step_count = 0
 
-    def decay_of(self, p: Parameter) -> float:
-        return self.weight_decay if p.weight_decay is None else p.weight_decay
+    # -- hyperparameters --------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate; assigning sets every group's."""
+        return self.param_groups[0]["lr"]
 
-    def decayed_grad(self, p: Parameter) -> Any:
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = check_lr(value, type(self).__name__)
+        for g in self.param_groups:
+            g["lr"] = value
+
+    def __getattr__(self, name: str) -> Any:
+        defaults = self.__dict__.get("defaults")
+        if defaults is not None and name in defaults:
+            return self.__dict__["param_groups"][0][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The first group's hyperparameters other than lr."""
+        return {k: v for k, v in self.param_groups[0].items() if k not in ("params", "lr")}
+
+    def _check_group(self, group: dict[str, Any], owner: str) -> dict[str, Any]:
+        """``group`` (lr and hyperparameters) validated, as floats/bools; ValueError naming
+        ``owner`` and the setting otherwise."""
+        out = dict(group)
+        out["lr"] = check_lr(out.get("lr"), owner)
+        out.update(self._check_hyper({k: v for k, v in out.items() if k != "lr"}, owner))
+        return out
+
+    def _check_hyper(self, hyper: dict[str, Any], owner: str) -> dict[str, Any]:
+        """The optimizer's own hyperparameters validated (subclasses)."""
+        raise NotImplementedError
+
+    def required_slots(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        """The state arrays every parameter of ``group`` has after its first step."""
+        return ()
+
+    # -- the update -------------------------------------------------------
+    def decay_of(self, p: Parameter, group: Mapping[str, Any] | None = None) -> float:
+        wd = (group or self.param_groups[0])["weight_decay"]
+        return wd if p.weight_decay is None else p.weight_decay
+
+    def decayed_grad(self, p: Parameter, group: Mapping[str, Any] | None = None) -> Any:
         """g + λp (a new array; ``p.grad`` is left as backward wrote it)."""
-        lam = self.decay_of(p)
+        lam = self.decay_of(p, group)
         if lam == 0.0:
             return p.grad
         return p.grad + lam * p.data
@@ -99,46 +172,64 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Apply one update to every parameter that has a gradient.
+        """Apply one update to every parameter that has a gradient, group by group.
 
-        A buffer whose parameter has moved to another library, device or dtype since
-        the last step is moved (copied) there first.
+        State that lives on another library, device or dtype than its parameter (the
+        model was moved) is moved (copied) there first.
         """
-        lr = self.lr
-        buffers = self.buffers
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            buf = buffers[i]
-            if buf is not None and not _same_place(buf, p.data):
-                buffers[i] = _backends.asarray(buf, backend_of(p.data), dtype=dtype_str(p.dtype),
-                                               copy=True)
-            xp = array_namespace(p.data, p.grad)
-            buffers[i] = self._update(xp, p, i, lr)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[self._index[id(p)]]
+                for key, value in st.items():
+                    if not _same_place(value, p.data):
+                        st[key] = _backends.asarray(value, backend_of(p.data),
+                                                    dtype=dtype_str(p.dtype), copy=True)
+                self._update(array_namespace(p.data, p.grad), p, st, group)
         self.step_count += 1
 
-    def _update(self, xp: Any, p: Parameter, i: int, lr: float) -> Any:
+    def _update(self, xp: Any, p: Parameter, state: dict[str, Any],
+                group: Mapping[str, Any]) -> None:
+        """Update ``p.data`` (and ``state``, the parameter's arrays by slot name)."""
         raise NotImplementedError
+
+    @property
+    def buffers(self) -> list[Any]:
+        """Each parameter's first state array (its momentum buffer), or None."""
+        slot = self.slots[0] if self.slots else None
+        return [None if slot is None else st.get(slot) for st in self.state]
 
     # -- state ------------------------------------------------------------
-    def hyperparameters(self) -> dict[str, Any]:
-        raise NotImplementedError
-
     def state_dict(self) -> dict[str, Any]:
-        """{"type", "hyperparameters" (incl. current lr), "step_count", "buffers": {index: array}}."""
+        """{"type", "hyperparameters" (the first group's, with lr), "param_groups" (each
+        group's parameter indices and settings), "step_count", "buffers": {key: array}}
+        with keys ``"i"`` for a parameter's first state array and ``"i.slot"`` for others."""
+        groups = [{**{k: v for k, v in g.items() if k != "params"},
+                   "params": [self._index[id(p)] for p in g["params"]]}
+                  for g in self.param_groups]
+        buffers = {}
+        for i, st in enumerate(self.state):
+            for slot, value in st.items():
+                buffers[str(i) if slot == self.slots[0] else f"{i}.{slot}"] = value
         return {
             "type": type(self).__name__,
-            "hyperparameters": {"lr": self.lr, **self.hyperparameters()},
+            "hyperparameters": {"lr": self.lr, **_jsonable(self.hyperparameters())},
+            "param_groups": [_jsonable(g) for g in groups],
             "step_count": self.step_count,
-            "buffers": {str(i): b for i, b in enumerate(self.buffers) if b is not None},
+            "buffers": buffers,
         }
 
+    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
+        """Whether, with these hyperparameters, every step leaves a buffer per parameter."""
+        return bool(self.required_slots(hyperparameters))
+
     def _checked_state(self, state: Mapping[str, Any]
-                       ) -> tuple[float, dict[str, Any], int, dict[int, Any]]:
+                       ) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
         """Validate ``state`` as :meth:`load_state_dict` does, changing nothing.
 
-        Returns (lr, hyperparameters, step_count, {parameter index: buffer as given});
-        raises ValueError naming this class and the offending entry.
+        Returns (the groups' settings, step_count, each parameter's state arrays as
+        given); raises ValueError naming this class and the offending entry.
         """
         name = type(self).__name__
         where = f"{name}.load_state_dict"
@@ -146,89 +237,133 @@ class Optimizer:
             raise ValueError(f"{where}: state must be a dict, got {type(state).__name__}")
         if state.get("type") != name:
             raise ValueError(f"{where}: state is for {state.get('type')!r}")
+        groups = self._checked_groups(state, where)
         raw = state.get("buffers", {})
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where}: buffers must be a dict of index -> array, got "
                              f"{type(raw).__name__}")
-        buffers: dict[int, Any] = {}
+        per_param: list[dict[str, Any]] = [{} for _ in self.params]
         for key, value in raw.items():
+            index, _, slot = str(key).partition(".")
             try:
-                i = int(key)
-            except (TypeError, ValueError):
+                i = int(index)
+            except ValueError:
                 raise ValueError(f"{where}: buffer key {key!r} is not a parameter index") from None
+            slot = slot or (self.slots[0] if self.slots else "")
+            if slot not in self.slots:
+                raise ValueError(f"{where}: buffer {key!r}: {name} keeps no {slot!r} state")
             if not 0 <= i < len(self.params):
                 raise ValueError(f"{where}: buffer {i} but only {len(self.params)} parameters")
             shape = getattr(value, "shape", None)
             if shape is None:
-                raise ValueError(f"{where}: buffer {i} is a {type(value).__name__}, not an array")
+                raise ValueError(f"{where}: buffer {key} is a {type(value).__name__}, not an "
+                                 "array")
             if tuple(int(s) for s in shape) != self.params[i].shape:
-                raise ValueError(f"{where}: buffer {i} has shape {tuple(shape)}, parameter "
+                raise ValueError(f"{where}: buffer {key} has shape {tuple(shape)}, parameter "
                                  f"has {self.params[i].shape}")
-            buffers[i] = value
-        hyper = state.get("hyperparameters", {})
-        if not isinstance(hyper, Mapping):
-            raise ValueError(f"{where}: hyperparameters must be a dict, got "
-                             f"{type(hyper).__name__}")
-        hyper = dict(hyper)
-        try:
-            lr = check_lr(hyper.pop("lr", self.lr))
-            checked = self._check_hyperparameters(hyper)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            per_param[i][slot] = value
         step_count = state.get("step_count", 0)
         if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) \
                 or step_count < 0:
             raise ValueError(f"{where}: step_count must be an int >= 0, got {step_count!r}")
-        if step_count > 0 and self.keeps_buffers(checked):
-            missing = [i for i in range(len(self.params)) if i not in buffers]
-            if missing:
-                raise ValueError(f"{where}: after {step_count} steps the state lacks the momentum "
-                                 f"buffers of parameters {missing[:8]}; it cannot resume exactly")
-        return lr, checked, int(step_count), buffers
+        if step_count > 0:
+            for group, settings in zip(self.param_groups, groups):
+                need = self.required_slots(settings)
+                missing = [self._index[id(p)] for p in group["params"]
+                           if any(s not in per_param[self._index[id(p)]] for s in need)]
+                if missing:
+                    raise ValueError(f"{where}: after {step_count} steps the state lacks the "
+                                     f"momentum buffers of parameters {missing[:8]}; it cannot "
+                                     "resume exactly")
+        return groups, int(step_count), per_param
 
-    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
-        """Whether, with these hyperparameters, every step leaves a buffer per parameter."""
-        return False
+    def _checked_groups(self, state: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+        """Each group's settings from ``state`` ("param_groups", or the single-group
+        "hyperparameters" of nnx 0.1), validated; the partition must be this one's."""
+        raw_groups = state.get("param_groups")
+        hyper = state.get("hyperparameters", {})
+        if not isinstance(hyper, Mapping):
+            raise ValueError(f"{where}: hyperparameters must be a dict, got "
+                             f"{type(hyper).__name__}")
+        if isinstance(raw_groups, list) and raw_groups and isinstance(raw_groups[0], Mapping):
+            # "hyperparameters" repeats the first group's settings; where they were edited,
+            # they win (the single-group form of nnx 0.1 has only them)
+            raw_groups = [{**raw_groups[0], **dict(hyper)}, *raw_groups[1:]]
+        if raw_groups is None:
+            if len(self.param_groups) != 1:
+                raise ValueError(f"{where}: the state has one parameter group, this optimizer "
+                                 f"{len(self.param_groups)}")
+            raw_groups = [{**dict(hyper), "params": list(range(len(self.params)))}]
+        if not isinstance(raw_groups, list) or len(raw_groups) != len(self.param_groups):
+            raise ValueError(f"{where}: the state has "
+                             f"{len(raw_groups) if isinstance(raw_groups, list) else 'no'} "
+                             f"parameter groups, this optimizer {len(self.param_groups)}")
+        out = []
+        for gi, (raw, group) in enumerate(zip(raw_groups, self.param_groups)):
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"{where}: parameter group {gi} must be a dict")
+            mine = [self._index[id(p)] for p in group["params"]]
+            if "params" in raw and list(raw["params"]) != mine:
+                raise ValueError(f"{where}: parameter group {gi} holds parameters "
+                                 f"{list(raw['params'])[:8]} there, {mine[:8]} here")
+            settings = {k: v for k, v in raw.items() if k != "params"}
+            current = {k: v for k, v in group.items() if k != "params"}
+            unknown = sorted(set(settings) - set(current))
+            if unknown:
+                raise ValueError(f"{where}: unknown hyperparameters {', '.join(unknown)}")
+            try:
+                owner = f"group {gi}" if len(self.param_groups) > 1 else ""
+                out.append(self._check_group({**current, **settings}, owner))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore lr, hyperparameters, step count and momentum buffers (arrays of any
-        backend are moved to each parameter's backend and device and cast to its dtype).
+        """Restore every group's settings (lr included), the step count and the state
+        arrays (arrays of any backend are moved to each parameter's backend and device
+        and cast to its dtype). Accepts nnx 0.1's single-group form.
 
         Everything is validated first (as the constructor does: real numbers, not
         bools, NaN or ±inf); on a ValueError the optimizer is left unchanged.
         """
-        lr, checked, step_count, raw = self._checked_state(state)
-        buffers: list[Any] = [None] * len(self.params)
-        for i, value in raw.items():
-            p = self.params[i]
+        groups, step_count, per_param = self._checked_state(state)
+        new_state: list[dict[str, Any]] = []
+        for p, arrays in zip(self.params, per_param):
             # the parameter's backend, device and dtype (a float64 state may resume a
             # float32 model: a float64 buffer would fail or upcast in the in-place update)
-            buffers[i] = _backends.asarray(value, backend_of(p.data), dtype=dtype_str(p.dtype),
-                                           copy=True)
-        self.lr = lr
-        for key, value in checked.items():
-            setattr(self, key, value)
-        self.buffers = buffers
+            new_state.append({k: _backends.asarray(v, backend_of(p.data), dtype=dtype_str(p.dtype),
+                                                   copy=True) for k, v in arrays.items()})
+        for group, settings in zip(self.param_groups, groups):
+            group.update(settings)
+        self.state = new_state
         self.step_count = step_count
-
-    def _check_hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
-        """``hyper`` merged over the current hyperparameters, validated as the constructor."""
-        current = self.hyperparameters()
-        unknown = sorted(set(hyper) - set(current))
-        if unknown:
-            raise ValueError(f"unknown hyperparameters {', '.join(unknown)}")
-        out = {**current, **hyper}
-        for key, value in out.items():
-            if key == "weight_decay":
-                out[key] = check_weight_decay(value)
-            elif key in ("momentum", "mu"):
-                out[key] = check_momentum(key, value)
-            elif key == "nesterov" and not isinstance(value, bool):
-                raise ValueError(f"nesterov must be True or False, got {value!r}")
-        if out.get("nesterov") and out.get("momentum", 0.0) == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
-        return out
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}(lr={self.lr}, {hp})"
+        groups = f", {len(self.param_groups)} groups" if len(self.param_groups) > 1 else ""
+        return f"{type(self).__name__}(lr={self.lr}, {hp}{groups})"
+
+
+def _as_groups(params: Params, owner: str) -> list[dict[str, Any]]:
+    """``params`` as a list of {"params": [Parameter, ...], setting: value} dicts."""
+    if isinstance(params, Module):
+        return [{"params": as_parameter_list(params)}]
+    items = list(params)
+    if items and all(isinstance(g, Mapping) for g in items):
+        groups = []
+        for i, g in enumerate(items):
+            if "params" not in g:
+                raise ValueError(f"{owner}: parameter group {i} has no 'params'")
+            try:
+                plist = as_parameter_list(g["params"])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{owner}: parameter group {i}: {exc}") from None
+            groups.append({**g, "params": plist})
+        return groups
+    if any(isinstance(g, Mapping) for g in items):
+        raise TypeError(f"{owner}: give either Parameters or parameter-group dicts, not both")
+    return [{"params": as_parameter_list(items)}]
+
+
+def _jsonable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}

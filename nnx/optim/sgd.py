@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ..module import Module, Parameter
-from .optimizer import Optimizer, check_momentum
+from ..module import Parameter
+from .optimizer import Optimizer, Params, check_momentum, check_weight_decay
 
 
 class SGD(Optimizer):
@@ -23,33 +23,38 @@ class SGD(Optimizer):
     weight_decay < 0 and nesterov without momentum.
     """
 
-    def __init__(self, params: Module | Iterable[Parameter], lr: float, momentum: float = 0.0,
+    slots = ("momentum_buffer",)
+
+    def __init__(self, params: Params, lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
-        super().__init__(params, lr, weight_decay)
-        self.momentum = check_momentum("momentum", momentum, type(self).__name__)
-        self.nesterov = bool(nesterov)
-        if self.nesterov and self.momentum == 0.0:
-            raise ValueError(f"{type(self).__name__}: nesterov=True needs momentum > 0")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                                  "nesterov": nesterov})
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"momentum": self.momentum, "weight_decay": self.weight_decay,
-                "nesterov": self.nesterov}
+    def _check_hyper(self, hyper: dict[str, Any], owner: str) -> dict[str, Any]:
+        out = {"momentum": check_momentum("momentum", hyper.get("momentum"), owner),
+               "weight_decay": check_weight_decay(hyper.get("weight_decay"), owner)}
+        nesterov = hyper.get("nesterov")
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"{owner}: nesterov must be True or False, got {nesterov!r}")
+        if nesterov and out["momentum"] == 0.0:
+            raise ValueError(f"{owner}: nesterov=True needs momentum > 0")
+        return {**out, "nesterov": nesterov}
 
-    def keeps_buffers(self, hyperparameters: Mapping[str, Any]) -> bool:
-        return hyperparameters.get("momentum", 0.0) > 0.0
+    def required_slots(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.slots if group.get("momentum", 0.0) > 0.0 else ()
 
-    def _update(self, xp: Any, p: Parameter, i: int, lr: float) -> Any:
-        g = self.decayed_grad(p)
-        mu = self.momentum
+    def _update(self, xp: Any, p: Parameter, state: dict[str, Any],
+                group: Mapping[str, Any]) -> None:
+        g = self.decayed_grad(p, group)
+        lr, mu = group["lr"], group["momentum"]
         if mu == 0.0:
             p.data -= lr * g
-            return None
-        buf = self.buffers[i]
+            return
+        buf = state.get("momentum_buffer")
         if buf is None:
-            buf = xp.asarray(g, copy=True)
+            buf = state["momentum_buffer"] = xp.asarray(g, copy=True)
         else:
             buf *= mu
             buf += g
-        step = g + mu * buf if self.nesterov else buf
+        step = g + mu * buf if group["nesterov"] else buf
         p.data -= lr * step
-        return buf
