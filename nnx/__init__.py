@@ -41,6 +41,7 @@ _NAMES = {
     "CrossEntropyLoss": "loss", "MultiCrossEntropyLoss": "loss",
     "Buffer": "module", "Module": "module", "Parameter": "module", "Sequential": "module",
     "backend_of": "module",
+    "clip_grad_norm_": "optim", "clip_grad_value_": "optim",
     "Trainer": "trainer", "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
 }
 _SUBMODULES = ("backend", "backends", "checkpoint", "data", "datasets", "distributed",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # what static tools see
     )
     from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
     from .module import Buffer, Module, Parameter, Sequential, backend_of
+    from .optim import clip_grad_norm_, clip_grad_value_
     from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
@@ -131,6 +133,8 @@ __all__ = [
     "asarray",
     "available_backends",
     "backend_of",
+    "clip_grad_norm_",
+    "clip_grad_value_",
     "get_backend",
     "load",
     "load_model",

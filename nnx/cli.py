@@ -75,17 +75,32 @@ def _parser() -> argparse.ArgumentParser:
     _recipe_flag(t, "batch_size", "global batch size", type=_positive_int)
     _recipe_flag(t, "lr", "initial learning rate", type=float)
     _recipe_flag(t, "optimizer", "sgd: PyTorch's SGD (with --momentum); momentum: the course "
-                 "report's momentum form (MomentGD)", choices=CHOICES["optimizer"])
-    _recipe_flag(t, "momentum", "momentum μ", type=float)
+                 "report's momentum form (MomentGD); adam, adamw, rmsprop: PyTorch's (their lr and "
+                 "weight decay default to PyTorch's: 1e-3 / 0, 1e-3 / 1e-2, 1e-2 / 0)",
+                 choices=CHOICES["optimizer"])
+    _recipe_flag(t, "momentum", "momentum μ (sgd, momentum, rmsprop)", type=float)
     _recipe_flag(t, "nesterov", "Nesterov momentum (--optimizer sgd)", action="store_const",
                  const=True)
-    _recipe_flag(t, "weight_decay", "L2 weight decay λ", type=float)
+    _recipe_flag(t, "weight_decay", "weight decay λ (L2; decoupled for adamw)", type=float)
+    _recipe_flag(t, "betas", "Adam's β1,β2 (adam, adamw)")
+    _recipe_flag(t, "eps", "the denominator's ε (adam, adamw, rmsprop)", type=float)
+    _recipe_flag(t, "no_decay_bias_norm", "no weight decay on biases and normalisation "
+                 "parameters (every 1-D parameter)", action="store_const", const=True)
     _recipe_flag(t, "scheduler", "learning-rate schedule", choices=CHOICES["scheduler"])
     _recipe_flag(t, "step_size", "StepLR period", type=_positive_int)
     _recipe_flag(t, "milestones", "MultiStepLR milestones, comma separated")
-    _recipe_flag(t, "gamma", "the schedule's decay factor", type=float)
-    _recipe_flag(t, "scheduler_interval", "step the schedule per epoch or per batch",
-                 choices=CHOICES["scheduler_interval"])
+    _recipe_flag(t, "gamma", "the schedule's decay factor (plateau: the reduction factor)",
+                 type=float)
+    _recipe_flag(t, "patience", "plateau: epochs without improvement before a reduction",
+                 type=int)
+    _recipe_flag(t, "warmup_epochs", "a linear warm-up from lr/10 over this many epochs before "
+                 "the schedule", type=int)
+    _recipe_flag(t, "scheduler_interval", "step the schedule per epoch or per batch (onecycle: "
+                 "per batch)", choices=CHOICES["scheduler_interval"])
+    _recipe_flag(t, "clip_grad_norm", "clip the gradients' total 2-norm to this (0: off)",
+                 type=float)
+    _recipe_flag(t, "label_smoothing", "cross-entropy label smoothing ε in training",
+                 type=float)
     t.add_argument("--data", default=None,
                    help="folder with the dataset's files (without --dataset: the four MNIST IDX "
                         "files, either naming, raw or .gz)")

@@ -31,24 +31,51 @@ DEFAULT_EPOCHS = 10
 def _optimizer(recipe: dict[str, Any], model: Any) -> Any:
     from . import optim
 
-    if recipe["optimizer"] == "momentum":
-        return optim.MomentGD(model, lr=recipe["lr"], mu=recipe["momentum"],
-                              weight_decay=recipe["weight_decay"])
-    return optim.SGD(model, lr=recipe["lr"], momentum=recipe["momentum"],
-                     weight_decay=recipe["weight_decay"], nesterov=recipe["nesterov"])
+    params: Any = model
+    if recipe["no_decay_bias_norm"]:
+        params = optim.weight_decay_groups(model, recipe["weight_decay"])
+    kind, lr, wd = recipe["optimizer"], recipe["lr"], recipe["weight_decay"]
+    if kind == "momentum":
+        return optim.MomentGD(params, lr=lr, mu=recipe["momentum"], weight_decay=wd)
+    if kind in ("adam", "adamw"):
+        cls = optim.Adam if kind == "adam" else optim.AdamW
+        return cls(params, lr=lr, betas=tuple(recipe["betas"]), eps=recipe["eps"],
+                   weight_decay=wd)
+    if kind == "rmsprop":
+        return optim.RMSprop(params, lr=lr, eps=recipe["eps"], weight_decay=wd,
+                             momentum=recipe["momentum"])
+    return optim.SGD(params, lr=lr, momentum=recipe["momentum"], weight_decay=wd,
+                     nesterov=recipe["nesterov"])
 
 
-def _scheduler(recipe: dict[str, Any], opt: Any) -> Any:
+def _scheduler(recipe: dict[str, Any], opt: Any, epochs: int, steps_per_epoch: int) -> Any:
+    """The recipe's schedule; counted in epochs or batches (``--scheduler-interval``), with
+    ``--warmup-epochs`` of linear warm-up from lr/10 first."""
     from . import lr_scheduler as ls
 
     kind, gamma = recipe["scheduler"], recipe["gamma"]
+    per = steps_per_epoch if recipe["scheduler_interval"] == "step" else 1
+    warm = recipe["warmup_epochs"] * per
+    if kind == "onecycle":
+        return ls.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=epochs * per)
+    if kind == "plateau":
+        return ls.ReduceLROnPlateau(opt, mode="min", factor=gamma, patience=recipe["patience"])
     if kind == "step":
-        return ls.StepLR(opt, step_size=recipe["step_size"], gamma=gamma)
-    if kind == "multistep":
-        return ls.MultiStepLR(opt, milestones=recipe["milestones"], gamma=gamma)
-    if kind == "exponential":
-        return ls.ExponentialLR(opt, gamma=gamma)
-    return None
+        main = ls.StepLR(opt, step_size=recipe["step_size"] * per, gamma=gamma)
+    elif kind == "multistep":
+        main = ls.MultiStepLR(opt, milestones=[m * per for m in recipe["milestones"]], gamma=gamma)
+    elif kind == "exponential":
+        main = ls.ExponentialLR(opt, gamma=gamma ** (1 / per))
+    elif kind == "cosine":
+        main = ls.CosineAnnealingLR(opt, T_max=max(1, epochs * per - warm))
+    else:
+        main = None
+    if not warm:
+        return main
+    warmup = ls.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=warm)
+    if main is None:
+        return warmup
+    return ls.SequentialLR(opt, [warmup, main], milestones=[warm])
 
 
 def _threads(value: str, model: Any, local_batch: int, distributed: bool) -> int:
@@ -186,9 +213,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                              str(checkpoint))
         except RecipeError as exc:
             raise CliError(str(exc)) from None
-        saved_epochs = ((meta or {}).get("config") or {}).get("epochs")
+        saved_config = (meta or {}).get("config") or {}
+        saved_epochs = saved_config.get("epochs")
         epochs = args.epochs or (saved_epochs if isinstance(saved_epochs, int)
                                  and saved_epochs >= 1 else DEFAULT_EPOCHS)
+        # a schedule shaped by the run's length (cosine, onecycle) keeps its first horizon
+        horizon = saved_config.get("schedule_epochs", saved_epochs) if meta is not None \
+            else epochs
+        if not isinstance(horizon, int) or horizon < 1:
+            horizon = epochs
+        if recipe["scheduler"] in ("cosine", "onecycle") and epochs > horizon:
+            raise CliError(f"--epochs {epochs}: the {recipe['scheduler']} schedule of "
+                           f"{checkpoint} was planned for {horizon} epochs and ends there; "
+                           "train longer in a new run")
 
         backend = set_backend(args.backend, args.device)
         if backend.note:
@@ -200,7 +237,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = for_images(model_name, data.shape, len(data.classes), dtype=recipe["dtype"],
                            **model_args)
         opt = _optimizer(recipe, model)
-        sched = _scheduler(recipe, opt)
         local_batch = recipe["batch_size"]
         if dist is not None:
             local_batch = dist.local_batch_size(recipe["batch_size"])  # clear error for a bad launch
@@ -212,7 +248,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         # every rank evaluates the whole held-out split: exact figures, identical on all ranks
         val = DataLoader(data.test_images, data.test_labels, 500, shuffle=False,
                          transform=eval_transform)
-        config = {**recipe, "epochs": epochs, "world_size": world, "data": root,
+        sched = _scheduler(recipe, opt, horizon, len(train))
+        config = {**recipe, "epochs": epochs, "schedule_epochs": horizon, "world_size": world,
+                  "data": root,
                   "data_source": data.source, "data_fingerprint": prints,
                   "data_facts": data.facts(),
                   "transforms": {"train": None if train_transform is None
@@ -225,11 +263,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                            "inconsistent")
         if run is not None:
             run.log = say
-        trainer = nnx.Trainer(model, opt, scheduler=sched,
+        trainer = nnx.Trainer(model, opt, loss_fn=nnx.CrossEntropyLoss(
+                                  label_smoothing=recipe["label_smoothing"]),
+                              eval_loss_fn=nnx.CrossEntropyLoss(), scheduler=sched,
                               scheduler_interval=recipe["scheduler_interval"], out_dir=folder,
                               progress=args.progress, config=config, log=say,
                               distributed=dist is not None, threads=threads,
-                              on_write=_write_guard(run))
+                              on_write=_write_guard(run),
+                              clip_grad_norm=recipe["clip_grad_norm"] or None)
         if checkpoint is not None:
             trainer.resume(checkpoint)
             if trainer.step_in_epoch > len(train):

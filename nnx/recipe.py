@@ -25,24 +25,38 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "dataset": "sample", "normalize": True, "augment": False, "model": "lenet5",
     "dtype": "float32", "seed": 0, "batch_size": 64, "optimizer": "sgd", "lr": 0.05,
-    "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "scheduler": "multistep",
-    "step_size": 5, "milestones": [5, 8], "gamma": 0.1, "scheduler_interval": "epoch",
+    "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "betas": [0.9, 0.999],
+    "eps": 1e-8, "no_decay_bias_norm": False, "scheduler": "multistep", "step_size": 5,
+    "milestones": [5, 8], "gamma": 0.1, "patience": 10, "warmup_epochs": 0,
+    "scheduler_interval": "epoch", "clip_grad_norm": 0.0, "label_smoothing": 0.0,
+}
+#: Defaults that depend on the optimizer (PyTorch's where the course recipe is silent).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {}, "momentum": {},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
+    "rmsprop": {"lr": 1e-2, "momentum": 0.0, "weight_decay": 0.0},
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("sample", "mnist", "fashion-mnist", "cifar10"),
     "model": ("mlp", "lenet5", "widecnn", "resnet8", "resnet20", "convnet"),
     "dtype": ("float32", "float64"),
-    "optimizer": ("sgd", "momentum"),
-    "scheduler": ("none", "step", "multistep", "exponential"),
+    "optimizer": ("sgd", "momentum", "adam", "adamw", "rmsprop"),
+    "scheduler": ("none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau"),
     "scheduler_interval": ("epoch", "step"),
 }
 #: Settings that only some recipes use: (the setting that decides, the values that use it).
 APPLIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "nesterov": ("optimizer", ("sgd",)),
+    "momentum": ("optimizer", ("sgd", "momentum", "rmsprop")),
+    "betas": ("optimizer", ("adam", "adamw")),
+    "eps": ("optimizer", ("adam", "adamw", "rmsprop")),
     "step_size": ("scheduler", ("step",)),
     "milestones": ("scheduler", ("multistep",)),
-    "gamma": ("scheduler", ("step", "multistep", "exponential")),
-    "scheduler_interval": ("scheduler", ("step", "multistep", "exponential")),
+    "gamma": ("scheduler", ("step", "multistep", "exponential", "plateau")),
+    "patience": ("scheduler", ("plateau",)),
+    "warmup_epochs": ("scheduler", ("none", "step", "multistep", "exponential", "cosine")),
+    "scheduler_interval": ("scheduler", ("step", "multistep", "exponential", "cosine", "onecycle")),
 }
 _SCHEDULER_NAMES = {"StepLR": "step", "MultiStepLR": "multistep", "ExponentialLR": "exponential"}
 
@@ -63,6 +77,17 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def parse_betas(text: str) -> list[float]:
+    try:
+        betas = [float(b) for b in str(text).split(",")]
+    except ValueError:
+        betas = []
+    if len(betas) != 2:
+        raise RecipeError(f"--betas must be two numbers separated by a comma (e.g. 0.9,0.999), "
+                          f"got {text!r}")
+    return betas
+
+
 def parse_milestones(text: str) -> list[int]:
     try:
         return [int(m) for m in str(text).split(",") if m.strip()]
@@ -77,15 +102,27 @@ def _validate(recipe: dict[str, Any], where: str) -> None:
         if recipe[key] not in options:
             raise RecipeError(f"{flag(key)} must be one of {', '.join(options)}, got "
                               f"{recipe[key]!r}{where}")
-    for key, minimum in (("batch_size", 1), ("seed", 0), ("step_size", 1)):
+    for key, minimum in (("batch_size", 1), ("seed", 0), ("step_size", 1), ("patience", 0),
+                         ("warmup_epochs", 0)):
         v = recipe[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise RecipeError(f"{flag(key)} must be an integer >= {minimum}, got {v!r}{where}")
-    for key in ("lr", "momentum", "weight_decay", "gamma"):
+    for key in ("lr", "momentum", "weight_decay", "gamma", "eps", "clip_grad_norm",
+                "label_smoothing"):
         v = recipe[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise RecipeError(f"{flag(key)} must be a finite number, got {v!r}{where}")
-    for key in ("nesterov", "normalize", "augment"):
+    for key in ("clip_grad_norm", "eps"):
+        if recipe[key] < 0:
+            raise RecipeError(f"{flag(key)} must be >= 0, got {recipe[key]!r}{where}")
+    if not 0.0 <= recipe["label_smoothing"] <= 1.0:
+        raise RecipeError(f"--label-smoothing must lie in [0, 1], got "
+                          f"{recipe['label_smoothing']!r}{where}")
+    betas = recipe["betas"]
+    if not isinstance(betas, list) or len(betas) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas):
+        raise RecipeError(f"--betas must be two numbers in [0, 1), got {betas!r}{where}")
+    for key in ("nesterov", "normalize", "augment", "no_decay_bias_norm"):
         if not isinstance(recipe[key], bool):
             raise RecipeError(f"{flag(key)} must be on or off, got {recipe[key]!r}{where}")
     ms = recipe["milestones"]
@@ -137,6 +174,8 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
     """
     if given.get("milestones") is not None and isinstance(given["milestones"], str):
         given = {**given, "milestones": parse_milestones(given["milestones"])}
+    if given.get("betas") is not None and isinstance(given["betas"], str):
+        given = {**given, "betas": parse_betas(given["betas"])}
     explicit = {k: v for k, v in given.items() if k in DEFAULTS and v is not None}
     if saved is not None:
         clashes = [f"{flag(k)} {show(saved[k])} there, {show(v)} here"
@@ -146,17 +185,24 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
                 f"--resume: {checkpoint} was trained with other settings ({'; '.join(clashes)}); "
                 "a resumed run continues its recipe: leave those flags out, or start a new run "
                 "(another --out)")
-    recipe = {**DEFAULTS, **(saved or {}), **explicit}
+    optimizer = explicit.get("optimizer", (saved or {}).get("optimizer", DEFAULTS["optimizer"]))
+    recipe = {**DEFAULTS, **OPTIMIZER_DEFAULTS.get(optimizer, {}), **(saved or {}), **explicit}
+    if recipe["scheduler"] == "onecycle" and "scheduler_interval" not in explicit and \
+            "scheduler_interval" not in (saved or {}):
+        recipe["scheduler_interval"] = "step"  # a cycle over every batch, as PyTorch's
     if given.get("data") is not None and "dataset" not in explicit and saved is None:
         recipe["dataset"] = "mnist"  # --data alone: a folder of MNIST-format IDX files
     _validate(recipe, f" (recorded in {checkpoint})" if saved is not None else "")
+    if recipe["scheduler"] == "plateau" and recipe["scheduler_interval"] != "epoch":
+        raise RecipeError("--scheduler plateau follows the validation loss once per epoch; "
+                          "--scheduler-interval step does not apply")
     for key, (decider, users) in APPLIES.items():
         if key in explicit and recipe[decider] not in users:
-            if key == "nesterov" and explicit[key] is False:
+            if explicit[key] is False or (key == "warmup_epochs" and explicit[key] == 0):
                 continue
             raise RecipeError(f"{flag(key)} applies only to {flag(decider)} {' or '.join(users)}, "
                               f"not {flag(decider)} {recipe[decider]}")
     return recipe
 
 
-__all__ = ["CHOICES", "DEFAULTS", "RecipeError", "resolve", "saved_recipe"]
+__all__ = ["CHOICES", "DEFAULTS", "OPTIMIZER_DEFAULTS", "RecipeError", "resolve", "saved_recipe"]

@@ -123,6 +123,14 @@ class Trainer:
     on_write : called with the file name before each file the Trainer writes into
         ``out_dir``; an exception from it stops training before the write (``nnx
         train`` checks its folder lock there).
+    clip_grad_norm : when set, the gradients' total 2-norm is clipped to it before each
+        update (:func:`nnx.optim.clip_grad_norm_`).
+    eval_loss_fn : the loss reported on validation data (default: ``loss_fn``; with label
+        smoothing in training, a plain cross-entropy keeps ``val_loss`` comparable).
+
+    A scheduler with ``needs_metric`` (ReduceLROnPlateau) is stepped once per epoch with
+    the validation loss (mode "min") or accuracy (mode "max"), or the training figures
+    when there is no validation loader.
     """
 
     def __init__(self, model: Module, optimizer: Optimizer, loss_fn: Any = None,
@@ -131,7 +139,8 @@ class Trainer:
                  config: dict[str, Any] | None = None,
                  log: Callable[[str], None] | None = None, distributed: bool = False,
                  threads: int | str = "auto",
-                 on_write: Callable[[str], None] | None = None) -> None:
+                 on_write: Callable[[str], None] | None = None,
+                 clip_grad_norm: float | None = None, eval_loss_fn: Any = None) -> None:
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', "
                              f"got {scheduler_interval!r}")
@@ -146,6 +155,12 @@ class Trainer:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn if loss_fn is not None else CrossEntropyLoss()
+        self.eval_loss_fn = eval_loss_fn if eval_loss_fn is not None else self.loss_fn
+        if clip_grad_norm is not None and (isinstance(clip_grad_norm, bool) or not isinstance(
+                clip_grad_norm, (int, float)) or not clip_grad_norm > 0):
+            raise ValueError(f"Trainer: clip_grad_norm must be a number > 0 or None, got "
+                             f"{clip_grad_norm!r}")
+        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -232,6 +247,10 @@ class Trainer:
             correct = correct_count(out, y, as_int=False)
         if world is not None and world.world_size() > 1:
             world.allreduce_gradients(self.model)
+        if self.clip_grad_norm is not None:
+            from .optim import clip_grad_norm_
+
+            clip_grad_norm_(self.optimizer.params, self.clip_grad_norm)
         self.optimizer.step()
         return loss_value, correct
 
@@ -242,7 +261,7 @@ class Trainer:
 
         Distributed, give every rank the whole (unsharded) validation loader: the
         figures are then exact and the same everywhere, with no collective."""
-        return evaluate(self.model, loader, self.loss_fn)
+        return evaluate(self.model, loader, self.eval_loss_fn)
 
     def fit(self, train_loader: Any, val_loader: Any = None, epochs: int = 1) -> dict[str, Any]:
         """Train until ``epochs`` epochs are complete (counting epochs already done when
@@ -328,7 +347,8 @@ class Trainer:
                                               "lr": lr})
                 self.step_in_epoch += 1
                 self.global_step += 1
-                if self.scheduler is not None and self.scheduler_interval == "step":
+                if self.scheduler is not None and self.scheduler_interval == "step" and \
+                        not getattr(self.scheduler, "needs_metric", False):
                     self.scheduler.step()
                 if bar is not None:
                     bar.update(1)
@@ -366,7 +386,9 @@ class Trainer:
         self.epoch = epoch_no
         self.step_in_epoch = 0
         self._partial = {"loss_sum": 0.0, "correct": 0, "count": 0}
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
+        if self.scheduler is not None and getattr(self.scheduler, "needs_metric", False):
+            self.scheduler.step(_plateau_metric(self.scheduler, record))
+        elif self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
         score = record["val_acc"] if record["val_acc"] is not None else record["train_acc"]
         improved = score > self.best_val_acc
@@ -524,6 +546,14 @@ class Trainer:
                  f"at epoch {self.epoch + 1}, step {self.step_in_epoch}")
         saved = f"; state saved in {checkpoint}" if checkpoint is not None else ""
         return f"training interrupted {where}{saved}"
+
+
+def _plateau_metric(scheduler: Any, record: dict[str, Any]) -> float:
+    """What a ReduceLROnPlateau follows: the loss (mode "min") or accuracy (mode "max"),
+    on validation data when there is any."""
+    kind = "acc" if getattr(scheduler, "mode", "min") == "max" else "loss"
+    value = record[f"val_{kind}"]
+    return record[f"train_{kind}"] if value is None else value
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:

@@ -138,7 +138,7 @@ def tamper(path, edit):
     (lambda m, t: m["trainer"].update(step_in_epoch=10**6), "beyond the 12 steps of an epoch"),
     (lambda m, t: m["scheduler"].update(last_epoch=10**12), "the checkpoint is inconsistent"),
     (lambda m, t: [t.pop(k) for k in list(t) if k.startswith("optimizer.")],
-     "lacks the momentum buffers"),
+     "lacks momentum_buffer"),
     (lambda m, t: m.update(model_config={"name": "MLP", "sizes": [784, 30, 10],
                                          "weight_decay": None}), "the checkpoint is inconsistent"),
     (lambda m, t: t.update({"model.1.weight": np.zeros((600, 11), np.float32)}), "1.weight"),

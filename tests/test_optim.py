@@ -610,3 +610,18 @@ def test_repr_and_lr_attribute():
     assert opt.lr == 0.1 and "momentum=0.9" in repr(opt)
     opt.lr = 0.01
     assert opt.state_dict()["hyperparameters"]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: nnx.optim.Adam(ps, lr=0.1)])
+def test_a_parameter_that_never_had_a_gradient_does_not_block_resuming(make):
+    """Such a parameter keeps no state; its state_dict still loads (a parameter with only
+    part of its state, or a group with none, is refused: tests/test_cli_hostile.py)."""
+    params = [nnx.Parameter(nnx.asarray(np.ones(3, np.float32))),
+              nnx.Parameter(nnx.asarray(np.ones(2, np.float32)))]
+    opt = make(params)
+    params[0].grad = nnx.asarray(np.full(3, 0.5, np.float32))
+    opt.step()
+    again = make(params)
+    again.load_state_dict(opt.state_dict())
+    assert again.step_count == 1 and again.state[1] == {}

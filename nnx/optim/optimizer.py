@@ -267,13 +267,18 @@ class Optimizer:
                 or step_count < 0:
             raise ValueError(f"{where}: step_count must be an int >= 0, got {step_count!r}")
         if step_count > 0:
+            # a parameter that never had a gradient keeps no state; one that has some of its
+            # arrays but not all, or a group whose state is gone entirely, cannot resume
             for group, settings in zip(self.param_groups, groups):
                 need = self.required_slots(settings)
-                missing = [self._index[id(p)] for p in group["params"]
-                           if any(s not in per_param[self._index[id(p)]] for s in need)]
-                if missing:
-                    raise ValueError(f"{where}: after {step_count} steps the state lacks the "
-                                     f"momentum buffers of parameters {missing[:8]}; it cannot "
+                indices = [self._index[id(p)] for p in group["params"]]
+                partial = [i for i in indices
+                           if per_param[i] and any(s not in per_param[i] for s in need)]
+                gone = need and not any(per_param[i] for i in indices)
+                if partial or gone:
+                    which = partial or indices
+                    raise ValueError(f"{where}: after {step_count} steps the state lacks "
+                                     f"{'/'.join(need)} for parameters {which[:8]}; it cannot "
                                      "resume exactly")
         return groups, int(step_count), per_param
 

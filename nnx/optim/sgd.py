@@ -35,9 +35,10 @@ class SGD(Optimizer):
                "weight_decay": check_weight_decay(hyper.get("weight_decay"), owner)}
         nesterov = hyper.get("nesterov")
         if not isinstance(nesterov, bool):
-            raise ValueError(f"{owner}: nesterov must be True or False, got {nesterov!r}")
+            raise ValueError(f"{owner + ': ' if owner else ''}nesterov must be True or False, got "
+                             f"{nesterov!r}")
         if nesterov and out["momentum"] == 0.0:
-            raise ValueError(f"{owner}: nesterov=True needs momentum > 0")
+            raise ValueError(f"{owner + ': ' if owner else ''}nesterov=True needs momentum > 0")
         return {**out, "nesterov": nesterov}
 
     def required_slots(self, group: Mapping[str, Any]) -> tuple[str, ...]:
