@@ -1,7 +1,7 @@
-"""PyTorch's own implementation of nnx's three benchmark models (the reference).
+"""PyTorch's own implementation of nnx's benchmark models (the reference).
 
 Same layers, shapes and parameter counts as ``nnx.models.MLP((784, 600, 10))``,
-``nnx.models.LeNet5()`` and ``nnx.models.WideCNN()``; trained with
+``nnx.models.LeNet5()``, ``nnx.models.WideCNN()`` and ``nnx.models.ConvNet()``; trained with
 ``torch.optim.SGD`` and ``F.cross_entropy``, autograd doing the backward.
 """
 
@@ -40,7 +40,22 @@ def wide_cnn() -> nn.Module:
     )
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {"MLP": mlp, "LeNet5": lenet5, "WideCNN": wide_cnn}
+def convnet(width: int = 32, dropout: float = 0.3, in_channels: int = 1,
+            num_classes: int = 10) -> nn.Module:
+    """nnx.models.ConvNet: conv–BN–ReLU ×2, pool, ×2, pool, ×1, global average pooling,
+    dropout, linear (same layer order, so the state_dict names agree)."""
+    def cbr(a: int, b: int) -> list[nn.Module]:
+        return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+
+    w = width
+    return nn.Sequential(*cbr(in_channels, w), *cbr(w, w), nn.MaxPool2d(2), *cbr(w, 2 * w),
+                         *cbr(2 * w, 2 * w), nn.MaxPool2d(2), *cbr(2 * w, 4 * w),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                         nn.Linear(4 * w, num_classes))
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"MLP": mlp, "LeNet5": lenet5, "WideCNN": wide_cnn,
+                                              "ConvNet": convnet}
 
 
 def build(name: str, device: Any = "cpu") -> nn.Module:

@@ -20,7 +20,8 @@ import nnx
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", nargs="?", default="LeNet5", choices=["MLP", "LeNet5", "WideCNN"])
+    p.add_argument("model", nargs="?", default="LeNet5",
+                   choices=["MLP", "LeNet5", "WideCNN", "ConvNet", "ResNet"])
     p.add_argument("batch", nargs="?", type=int, default=128)
     p.add_argument("--steps", type=int, default=25)
     args = p.parse_args()

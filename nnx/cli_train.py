@@ -57,7 +57,9 @@ def _scheduler(recipe: dict[str, Any], opt: Any, epochs: int, steps_per_epoch: i
     per = steps_per_epoch if recipe["scheduler_interval"] == "step" else 1
     warm = recipe["warmup_epochs"] * per
     if kind == "onecycle":
-        return ls.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=epochs * per)
+        # MomentGD's mu is not a "momentum" OneCycleLR can cycle
+        return ls.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=epochs * per,
+                             cycle_momentum=recipe["optimizer"] != "momentum")
     if kind == "plateau":
         return ls.ReduceLROnPlateau(opt, mode="min", factor=gamma, patience=recipe["patience"])
     if kind == "step":

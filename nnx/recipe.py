@@ -193,6 +193,9 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
     if given.get("data") is not None and "dataset" not in explicit and saved is None:
         recipe["dataset"] = "mnist"  # --data alone: a folder of MNIST-format IDX files
     _validate(recipe, f" (recorded in {checkpoint})" if saved is not None else "")
+    if recipe["scheduler"] == "plateau" and not 0 < recipe["gamma"] < 1:
+        raise RecipeError(f"--gamma is plateau's reduction factor and must lie in (0, 1), got "
+                          f"{recipe['gamma']!r}")
     if recipe["scheduler"] == "plateau" and recipe["scheduler_interval"] != "epoch":
         raise RecipeError("--scheduler plateau follows the validation loss once per epoch; "
                           "--scheduler-interval step does not apply")
