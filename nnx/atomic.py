@@ -7,6 +7,7 @@ A reader sees the old file or the whole new one, never a part; a write that fail
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -50,3 +51,9 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = True) -> Iterator
             raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}") from None
         raise
     _fsync_dir(folder)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as strict JSON (NaN is not JSON: refused) through :func:`atomic_writer`."""
+    with atomic_writer(path, binary=False) as f:
+        json.dump(data, f, indent=1, allow_nan=False)

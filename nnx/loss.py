@@ -20,7 +20,14 @@ class CrossEntropyLoss:
     integer in [0, C) -> a 0-d array. ``backward()`` returns dL/dz = (softmax(z) − q) / B,
     shape (B, C). ``label_smoothing`` is keyword-only (PyTorch's first positional
     argument is ``weight``).
+
+    Labels outside [0, C) raise ValueError at once, which reads a flag from the device.
+    With ``defer_label_check = True`` (the Trainer sets it, to read the device once per
+    epoch) the flag is kept instead: :meth:`label_error` gives it as a 0-d boolean array
+    and :meth:`raise_label_error` raises the error.
     """
+
+    defer_label_check: bool = False
 
     def __init__(self, *, label_smoothing: float = 0.0) -> None:
         name = type(self).__name__
@@ -30,6 +37,8 @@ class CrossEntropyLoss:
                              f"{label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
         self._cache: Any = None
+        self._bad_labels: Any = None  # a device flag, kept while checks are deferred
+        self._classes = 0
 
     def __repr__(self) -> str:
         extra = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
@@ -65,7 +74,11 @@ class CrossEntropyLoss:
         if labels.dtype != xp.int64:
             # narrow types (uint8 from IDX files, int8) cannot hold the class count
             labels = xp.astype(labels, xp.int64)
-        if bool(xp.any((labels < 0) | (labels >= classes))):
+        bad = xp.any((labels < 0) | (labels >= classes))
+        self._classes = classes
+        if self.defer_label_check:
+            self._bad_labels = bad if self._bad_labels is None else self._bad_labels | bad
+        elif bool(bad):
             lo, hi = int(xp.min(labels)), int(xp.max(labels))
             raise ValueError(f"{name}: labels must lie in [0, {classes}) for {classes} classes, "
                              f"got values in [{lo}, {hi}]")
@@ -78,6 +91,18 @@ class CrossEntropyLoss:
         loss = -xp.sum(logp * target) / bsz
         self._cache = (logp, target)
         return xp.asarray(loss)  # a 0-d array (NumPy's reductions give a scalar)
+
+    def label_error(self) -> Any:
+        """The deferred check: a 0-d boolean array, True if any label since the last
+        :meth:`raise_label_error` was out of range (None when nothing was checked)."""
+        return self._bad_labels
+
+    def raise_label_error(self, bad: bool) -> None:
+        """Forget the deferred flag; raise the label error when ``bad`` (its host value)."""
+        self._bad_labels = None
+        if bad:
+            raise ValueError(f"{type(self).__name__}: labels must lie in [0, {self._classes}) "
+                             f"for {self._classes} classes; a batch held other values")
 
     def backward(self) -> Any:
         """dL/dlogits = (softmax − q) / B for the last forward call (q: the smoothed

@@ -16,7 +16,6 @@ stopping at the same step, so an interrupt that reaches one rank stops them all.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -27,8 +26,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._array import dtype_str
-from .atomic import atomic_writer
+from . import backends as _backends
+from ._array import dtype_str, namespace_of
+from .atomic import write_json_atomic
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
 from .module import Module, Sequential, backend_of
@@ -85,20 +85,27 @@ def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = No
         for x, y in batches:
             out = model(x)
             n = int(out.shape[0])
-            loss_sum += float(loss_fn(out, y)) * n
-            correct += correct_count(out, y)
+            loss_sum = loss_sum + loss_fn(out, y) * n  # stays on the device
+            correct = correct + correct_count(out, y, as_int=False)
             count += n
     finally:
         model.train(was_training)
     if count == 0:
         raise ValueError("evaluate: the loader yielded no batches")
-    return {"loss": loss_sum / count, "acc": correct / count, "n": int(count)}
+    loss_sum, correct = read_host([loss_sum, correct])  # one transfer for the whole pass
+    return {"loss": loss_sum / count, "acc": int(correct) / count, "n": int(count)}
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temp file in the same folder and an atomic rename."""
-    with atomic_writer(path, binary=False) as f:
-        json.dump(data, f, indent=1, allow_nan=False)  # strict JSON: NaN is not JSON
+def read_host(values: list[Any]) -> list[float]:
+    """Python floats of ``values`` (numbers, or 0-d arrays of one device), with at most one
+    device-to-host transfer for all of them."""
+    arrays = [v for v in values if not isinstance(v, (int, float))]
+    if not arrays:
+        return [float(v) for v in values]
+    xp = namespace_of(arrays[0])
+    host = iter(_backends.to_numpy(xp.stack([xp.astype(xp.reshape(a, ()), xp.float64)
+                                             for a in arrays])).tolist())
+    return [float(v) if isinstance(v, (int, float)) else next(host) for v in values]
 
 
 class Trainer:
@@ -127,6 +134,11 @@ class Trainer:
         update (:func:`nnx.optim.clip_grad_norm_`).
     eval_loss_fn : the loss reported on validation data (default: ``loss_fn``; with label
         smoothing in training, a plain cross-entropy keeps ``val_loss`` comparable).
+    sync_every : how often training reads the device: ``1`` checks every step's loss
+        before its update; ``N`` keeps the losses, the sums and the NaN and label checks
+        on the device and reads them every N steps (a non-finite loss still stops
+        training within N steps, before anything is saved); ``"epoch"`` once per epoch.
+        Default: 1 on host backends (reading is free there), ``"epoch"`` on devices.
 
     A scheduler with ``needs_metric`` (ReduceLROnPlateau) is stepped once per epoch with
     the validation loss (mode "min") or accuracy (mode "max"), or the training figures
@@ -140,7 +152,8 @@ class Trainer:
                  log: Callable[[str], None] | None = None, distributed: bool = False,
                  threads: int | str = "auto",
                  on_write: Callable[[str], None] | None = None,
-                 clip_grad_norm: float | None = None, eval_loss_fn: Any = None) -> None:
+                 clip_grad_norm: float | None = None, eval_loss_fn: Any = None,
+                 sync_every: int | str | None = None) -> None:
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', "
                              f"got {scheduler_interval!r}")
@@ -175,6 +188,13 @@ class Trainer:
         self.best_val_acc = -math.inf
         self.best_epoch: int | None = None
         self._partial = {"loss_sum": 0.0, "correct": 0, "count": 0}
+        if sync_every is not None and sync_every != "epoch" and (
+                isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1):
+            raise ValueError(f"Trainer: sync_every must be an int >= 1, 'epoch' or None, got "
+                             f"{sync_every!r}")
+        self.sync_every = sync_every
+        self._every: int | None = 1  # resolved by fit(); 1: read each step (train_step alone)
+        self._pending: list[dict[str, Any]] = []  # step records whose loss is on the device
         self.on_write = on_write
         self.stop_signal = signal.SIGINT  # the signal that asked to stop (SIGINT, SIGTERM)
         self._last_saved_epoch: int | None = None
@@ -210,34 +230,32 @@ class Trainer:
         return [float(v) for v in world.allreduce_sum(values)]
 
     # -- one step -----------------------------------------------------------
-    def train_step(self, x: Any, y: Any) -> tuple[float, Any]:
+    def train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Forward, loss, backward, update on one batch; returns (loss, correct).
 
-        ``correct`` may be a 0-d array still on the device (read it with ``int()``): a GPU
-        step does not wait for the device to count it.
+        ``correct`` may be a 0-d array still on the device (read it with ``int()``), and so
+        may ``loss`` while ``fit`` defers its reads (``sync_every``): a GPU step does not
+        wait for the device. Called alone, the loss is read and checked before the update.
 
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
         """
         parallel = self._parallel
         if parallel is not None and parallel.applies(int(x.shape[0])):
-            loss_value, correct = parallel.step(x, y)  # gradients are set already
+            loss, correct = parallel.step(x, y)  # gradients are set already (host floats)
         else:
             parallel = None
             out = self.model(x)
-            loss_value = float(self.loss_fn(out, y))
+            loss = self.loss_fn(out, y)  # a 0-d array, left on the device unless read below
         world = self._world()
         if self._multi_rank():
             # one collective: the mean loss, and whether any rank was interrupted
-            loss_sum, stops = world.allreduce_sum([loss_value, float(self._stop_requested)])
-            loss_value = loss_sum / world.world_size()
+            loss_sum, stops = world.allreduce_sum([float(loss), float(self._stop_requested)])
+            loss = loss_sum / world.world_size()
             self._stop_agreed = stops > 0
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"loss became {loss_value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
-                f"(lr {self.optimizer.lr:g}); no checkpoint was written for this epoch. "
-                "Try a smaller --lr."
-            )
+        if self._every == 1 or isinstance(loss, (int, float)):
+            loss = float(loss)
+            self._check_finite(loss, self.epoch + 1, self.step_in_epoch)
         if parallel is None:
             grad = self.loss_fn.backward()
             if isinstance(self.model, Sequential):
@@ -252,7 +270,36 @@ class Trainer:
 
             clip_grad_norm_(self.optimizer.params, self.clip_grad_norm)
         self.optimizer.step()
-        return loss_value, correct
+        return loss, correct
+
+    def _check_finite(self, loss: float, epoch_no: int, step: int) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss} at epoch {epoch_no}, step {step + 1} (lr "
+                f"{self.optimizer.lr:g}); no checkpoint was written for this epoch. Try a "
+                "smaller --lr.")
+
+    def _sync(self, extra: list[Any] = ()) -> list[float]:
+        """Read the pending step losses, the loss's deferred label check and ``extra`` from
+        the device in one transfer; raise for a non-finite loss or bad labels."""
+        flag = self.loss_fn.label_error() if getattr(self.loss_fn, "defer_label_check",
+                                                     False) else None
+        pending, self._pending = self._pending, []
+        values = read_host([r["loss"] for r in pending] + list(extra)
+                           + ([flag] if flag is not None else []))
+        if flag is not None:
+            self.loss_fn.raise_label_error(bool(values.pop()))
+        for record, value in zip(pending, values):
+            record["loss"] = value
+            self._check_finite(value, record["epoch"], record["step"])
+        return values[len(pending):]
+
+    def _resolve_sync(self) -> int | None:
+        every = self.sync_every
+        if every is None:
+            backend, _ = model_placement(self.model)
+            every = 1 if backend is None or backend.is_host else "epoch"
+        return None if every == "epoch" else every
 
     # -- loops --------------------------------------------------------------
     def evaluate(self, loader: Iterable[tuple[Any, Any]]) -> dict[str, float]:
@@ -280,6 +327,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
         self._finished = self._finishing = False
+        self._every = self._resolve_sync()
+        if self._every != 1 and hasattr(self.loss_fn, "defer_label_check"):
+            self.loss_fn.defer_label_check = True  # read with the losses, not every step
         with self._signals_save():
             while self.epoch < epochs:
                 self._run_epoch(train_loader, val_loader, epochs)
@@ -290,6 +340,12 @@ class Trainer:
             self._finished = True  # from here on Ctrl-C cannot lose training: draw the plot
             self._write_plot()
         return self.history
+
+    def _settle_partial(self) -> None:
+        """Bring the epoch's running sums (and pending losses) to the host: one transfer."""
+        part = self._partial
+        part["loss_sum"], correct = self._sync([part["loss_sum"], part["correct"]])
+        part["correct"] = int(correct)
 
     def _multi_rank(self) -> bool:
         world = self._world()
@@ -339,12 +395,16 @@ class Trainer:
                 lr = self.optimizer.lr
                 loss, correct = self.train_step(x, y)
                 n = int(x.shape[0])
-                part["loss_sum"] += loss * n
-                part["correct"] += correct
+                part["loss_sum"] = part["loss_sum"] + loss * n
+                part["correct"] = part["correct"] + correct
                 part["count"] += n
-                self.history["steps"].append({"epoch": epoch_no, "step": self.step_in_epoch,
-                                              "global_step": self.global_step, "loss": loss,
-                                              "lr": lr})
+                step = {"epoch": epoch_no, "step": self.step_in_epoch,
+                        "global_step": self.global_step, "loss": loss, "lr": lr}
+                self.history["steps"].append(step)
+                if not isinstance(loss, (int, float)):
+                    self._pending.append(step)
+                    if self._every is not None and len(self._pending) >= self._every:
+                        self._sync()
                 self.step_in_epoch += 1
                 self.global_step += 1
                 if self.scheduler is not None and self.scheduler_interval == "step" and \
@@ -352,8 +412,11 @@ class Trainer:
                     self.scheduler.step()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}")
+                    shown = step["loss"] if isinstance(step["loss"], float) else None
+                    bar.set_postfix(lr=f"{lr:.3g}", **({} if shown is None else
+                                                       {"loss": f"{shown:.4f}"}))
                 if self._stop_now():
+                    self._settle_partial()
                     self._save("last.safetensors")
                     return
         finally:
@@ -363,7 +426,7 @@ class Trainer:
             raise ValueError("Trainer.fit: the training loader yielded no batches")
         if epoch_no == epochs:
             self._finishing = True  # every step is done: an interrupt now only ends the run
-        part["correct"] = int(part["correct"])
+        self._settle_partial()
         loss_sum, correct, count = self._reduce_sum(
             [part["loss_sum"], part["correct"], part["count"]])
         record: dict[str, Any] = {
