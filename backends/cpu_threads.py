@@ -73,6 +73,39 @@ def blas_threads_controllable() -> bool:
     return _openblas() is not None
 
 
+#: Environment variables that set a BLAS thread count by hand (they win over nnx's choice).
+THREAD_ENV = ("NNX_BLAS_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_set_by_hand(environ: dict[str, str] | None = None) -> str | None:
+    """The variable that sets the BLAS thread count by hand, if any."""
+    env = os.environ if environ is None else environ
+    return next((k for k in THREAD_ENV if env.get(k, "").strip()), None)
+
+
+def get_blas_threads() -> int | None:
+    """NumPy's BLAS thread count, or None when it cannot be read."""
+    ctl = _openblas()
+    return None if ctl is None else ctl[0]()
+
+
+def set_blas_threads(n: int) -> bool:
+    """Set NumPy's BLAS threads (and PyTorch's intra-op threads when torch is loaded) to
+    ``n`` for the rest of the process; False when no thread control was found."""
+    import sys
+
+    done = False
+    ctl = _openblas()
+    if ctl is not None:
+        ctl[1](max(1, int(n)))
+        done = True
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, int(n)))
+        done = True
+    return done
+
+
 @contextlib.contextmanager
 def blas_threads(n: int) -> Iterator[None]:
     """Run the block with NumPy's BLAS limited to ``n`` threads (no-op if unknown)."""

@@ -388,3 +388,28 @@ def test_broadcast_buffers_gives_every_rank_rank_0s_running_statistics(tmp_path)
     for r in range(NPROCS):
         assert max_diff(after[r], before[0]) == 0.0, f"rank {r} does not hold rank 0's buffers"
         assert after[r]["1.num_batches_tracked"].dtype == np.int64
+
+
+@needs_mpi
+@pytest.mark.skipif(not __import__("nnx.backends.cpu_threads", fromlist=["x"])
+                    .blas_threads_controllable(), reason="NumPy's BLAS threads cannot be set")
+@pytest.mark.parametrize("hand", [None, "NNX_BLAS_THREADS", "OPENBLAS_NUM_THREADS"])
+def test_ranks_on_one_machine_split_its_cores(tmp_path, hand):
+    """Without a thread count set by hand each rank runs usable cores ÷ ranks BLAS threads;
+    NNX_BLAS_THREADS sets nnx's count, a BLAS library's own variable is left to BLAS."""
+    from nnx.backends.cpu_threads import THREAD_ENV
+
+    env = {k: v for k, v in _clean_env().items() if k not in THREAD_ENV}
+    want = {None: None, "NNX_BLAS_THREADS": 3, "OPENBLAS_NUM_THREADS": 2}[hand]
+    if hand is not None:  # 2: what nnx would not choose on 2 cores, and OpenBLAS accepts
+        env[hand] = str(want)
+    cmd = dist.mpiexec_command(NPROCS, [sys.executable, str(SCRIPTS / "threads.py"),
+                                        str(tmp_path)])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT))
+    assert out.returncode == 0, out.stdout + out.stderr
+    for r in range(NPROCS):
+        got = json.loads((tmp_path / f"threads_rank{r}.json").read_text())
+        assert got["local_size"] == NPROCS
+        if hand == "OPENBLAS_NUM_THREADS" and got["cores"] < 2:
+            pytest.skip("needs 2 cores to tell BLAS's own count from nnx's")
+        assert got["blas"] == (max(1, got["cores"] // NPROCS) if hand is None else want), got

@@ -33,6 +33,8 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1
+    blas_threads: int | None = None  # what init() set for this rank (None: left alone)
     comm: Any = None  # mpi4py communicator (COMM_WORLD) when size > 1 or MPI was used
     mpi: Any = None  # the mpi4py.MPI module
     transports: dict[Any, Any] = field(default_factory=dict)
@@ -74,7 +76,9 @@ def init(*, abort_on_error: bool = True) -> World:
 
     Idempotent (later calls return the same world). Under an MPI launcher this
     imports mpi4py, reads the rank and world size from ``MPI.COMM_WORLD`` and
-    the rank within the node; with ``abort_on_error`` and more than one rank it
+    the rank within the node; ranks sharing a node split its cores (BLAS threads =
+    usable cores ÷ ranks on the node, unless ``NNX_BLAS_THREADS`` or one of the BLAS
+    libraries' own variables sets a count by hand); with ``abort_on_error`` and more than one rank it
     installs :func:`nnx.distributed.install_excepthook`, so an uncaught
     exception on any rank ends the whole job with that rank's message instead
     of leaving the others waiting in a collective.
@@ -102,17 +106,36 @@ def init(*, abort_on_error: bool = True) -> World:
             world.mpi, world.comm = MPI, comm
             world.rank, world.size = comm.Get_rank(), comm.Get_size()
             node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-            world.local_rank = node.Get_rank()
+            world.local_rank, world.local_size = node.Get_rank(), node.Get_size()
             node.Free()
     world.initialized = True
+    if world.local_size > 1:
+        _split_cores(world)
     if world.size > 1:
-        logger.info("nnx.distributed: rank %d of %d (local rank %d)", world.rank, world.size,
-                    world.local_rank)
+        logger.info("nnx.distributed: rank %d of %d (local rank %d, %s BLAS threads)", world.rank,
+                    world.size, world.local_rank, world.blas_threads or "default")
         if abort_on_error:
             from ._guard import install_excepthook
 
             install_excepthook()
     return world
+
+
+def _split_cores(world: World) -> None:
+    """Ranks sharing a machine share its cores: each gets usable cores ÷ ranks on the node
+    BLAS threads (at least 1), unless a thread count was set by hand (NNX_BLAS_THREADS,
+    OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS), which wins."""
+    from ..backends import cpu_threads
+
+    hand = cpu_threads.threads_set_by_hand()
+    if hand == "NNX_BLAS_THREADS":
+        n = int(os.environ[hand])
+    elif hand is not None:
+        return
+    else:
+        n = max(1, cpu_threads.usable_cores() // world.local_size)
+    if cpu_threads.set_blas_threads(n):
+        world.blas_threads = n
 
 
 def get_world() -> World:
