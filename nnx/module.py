@@ -292,7 +292,13 @@ class Sequential(Module):
     """Layers applied in order; ``backward`` runs them in reverse.
 
     Parameters are named ``"<index>.<name>"`` (``"0.weight"``, ``"0.bias"``, ...).
+
+    On NumPy, a large batch through a splittable convolutional Sequential is split
+    across threads, forward and backward (:mod:`nnx.parallel`): ``threads`` (None:
+    ``nnx.parallel.set_num_threads``'s setting, ``"auto"`` by default) or an int.
     """
+
+    threads: int | str | None = None
 
     def __init__(self, *layers: Module) -> None:
         seen: dict[int, int] = {}
@@ -321,6 +327,12 @@ class Sequential(Module):
         return iter(self.layers)
 
     def forward(self, x: Any) -> Any:
+        from .parallel import forget_split, splitter_for
+
+        splitter = splitter_for(self, x) if self.layers and hasattr(x, "shape") else None
+        if splitter is not None:
+            return splitter.forward(x)
+        forget_split(self)
         for layer in self.layers:
             x = layer(x)
         return x
@@ -332,6 +344,11 @@ class Sequential(Module):
         that has parameters, which sets its gradients without computing the
         gradient of its input (layers before it have nothing to learn).
         """
+        from .parallel import active_splitter
+
+        splitter = active_splitter(self)
+        if splitter is not None:
+            return splitter.backward(grad_out, need_input_grad)
         layers = self.layers
         if need_input_grad:
             for layer in reversed(layers):

@@ -1,27 +1,29 @@
 """Data parallelism over threads inside one process (the host backends' fast path).
 
 NumPy runs each element-wise operation on one core, while PyTorch spreads its
-operations over all of them. :class:`ThreadedDataParallel` splits every batch
-into equal slices and runs forward and backward of one replica of the model per
-slice, each in its own thread (NumPy releases the GIL inside its loops), with
-BLAS limited to one thread per call meanwhile. The replicas share the model's
-parameter arrays; their gradients are combined into the model's own
-``.grad`` as the batch-size-weighted mean, which equals the full-batch gradient
-of a mean loss (up to the order of float summation). The optimizer then steps
-the model as usual.
+operations over all of them. On NumPy, a :class:`~nnx.Sequential` of a splittable
+model (no BatchNorm, no Dropout) with convolutions splits a large enough batch into
+equal slices and runs one replica of itself per slice, each in its own thread (NumPy
+releases the GIL inside its loops), forward and backward, with BLAS limited to one
+thread per call meanwhile (:class:`BatchSplitter`). The replicas share the model's
+parameter arrays; their gradients are summed into the model's own ``.grad``, which
+equals the full batch's gradient up to the order of float summation. Every caller
+gets it: ``nnx.Trainer`` and a plain ``model(x)`` … ``model.backward(g)`` loop alike.
+:func:`set_num_threads` (or ``model.threads``) overrides the automatic choice.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._array import array_namespace
 from .backends import Backend
 from .backends.cpu_threads import blas_threads, blas_threads_controllable, usable_cores
-from .module import Module, Sequential, backend_of
+from .module import Module, backend_of
 
 #: The fewest samples a thread is given; smaller batches run in one thread
 #: (measured: below this the threads' overhead outweighs what they save).
@@ -85,82 +87,159 @@ def correct_count(out: Any, y: Any, as_int: bool = True) -> Any:
     return int(n) if as_int else n
 
 
-class ThreadedDataParallel:
-    """Run one training step's forward and backward over ``threads`` batch slices.
+class BatchSplitter:
+    """Run a Sequential's forward and backward over ``threads`` slices of the batch, one
+    replica of the model per slice, each in its own thread (slice 0 on the calling one).
 
-    ``step(x, y)`` returns (mean loss over the batch, number correct) and leaves
-    in every parameter of ``model`` the gradient of the batch's mean loss.
+    ``forward(x)`` returns the concatenated outputs; ``backward(g, need_input_grad)``
+    sends each slice of ``g`` back through its replica, leaves in every parameter of the
+    model the sum of the replicas' gradients (the full batch's: ``g`` already carries
+    the loss's 1/B) and returns the concatenated input gradient (or None). The replicas
+    share the model's parameter arrays (re-read before each forward); BLAS runs one
+    thread per slice meanwhile.
     """
 
-    def __init__(self, model: Module, loss_fn: Any, threads: int) -> None:
+    def __init__(self, model: Module, threads: int) -> None:
         if not isinstance(threads, int) or threads < 2:
-            raise ValueError(f"ThreadedDataParallel: threads must be an int >= 2, got {threads!r}")
+            raise ValueError(f"BatchSplitter: threads must be an int >= 2, got {threads!r}")
         odd = sorted({type(m).__name__ for m in model.modules() if not m.splittable})
         if odd:
-            raise ValueError(f"ThreadedDataParallel: {type(model).__name__} has {', '.join(odd)}, "
-                             "whose output depends on the whole batch or on random draws; a batch "
-                             "cannot be split across threads through it (use threads=1)")
+            raise ValueError(f"{type(model).__name__} has {', '.join(odd)}, whose output depends on "
+                             "the whole batch or on random draws; a batch cannot be split across "
+                             "threads through it (use threads=1)")
         self.model = model
         self.threads = threads
         self.replicas = [replicate(model) for _ in range(threads)]
-        self.loss_fns = [copy.copy(loss_fn) for _ in range(threads)]
         self._params = model.parameters()
         self._replica_params = [r.parameters() for r in self.replicas]
-        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="nnx-dp")
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="nnx-split")
+        self.bounds: list[int] | None = None  # of the last forward, until its backward
 
-    def applies(self, batch: int) -> bool:
-        return batch >= self.threads * MIN_PER_THREAD
+    def _map(self, fn: Any, *args: Any) -> list[Any]:
+        """fn(i, *args) for every slice i, slices 1.. in the pool, slice 0 here."""
+        with blas_threads(1):
+            futures = [self._pool.submit(_inside_split, fn, i, *args)
+                       for i in range(1, self.threads)]
+            first = _inside_split(fn, 0, *args)
+            return [first] + [f.result() for f in futures]
 
-    def _run(self, i: int, x: Any, y: Any) -> tuple[float, int, int]:
-        replica, loss_fn = self.replicas[i], self.loss_fns[i]
-        out = replica(x)
-        loss = float(loss_fn(out, y))
-        grad = loss_fn.backward()
-        if isinstance(replica, Sequential):
-            replica.backward(grad, need_input_grad=False)
-        else:
-            replica.backward(grad)
-        return loss, correct_count(out, y), int(x.shape[0])
-
-    def step(self, x: Any, y: Any) -> tuple[float, int]:
+    def forward(self, x: Any) -> Any:
         n = int(x.shape[0])
         k = self.threads
-        bounds = [n * i // k for i in range(k + 1)]
+        self.bounds = [n * i // k for i in range(k + 1)]
         for params in self._replica_params:  # optimizers may rebind .data
             for q, p in zip(params, self._params):
                 q.data = p.data
-        for replica in self.replicas:  # training step: replicas keep their activations
-            if not replica.training:
-                replica.train()
-        with blas_threads(1):  # slices 1..k-1 in the pool, slice 0 on this thread
-            futures = [self._pool.submit(self._run, i, x[bounds[i]:bounds[i + 1], ...],
-                                         y[bounds[i]:bounds[i + 1]]) for i in range(1, k)]
-            results = [self._run(0, x[bounds[0]:bounds[1], ...], y[bounds[0]:bounds[1]])]
-            results += [f.result() for f in futures]
-        weights = [r[2] / n for r in results]
-        equal = len({r[2] for r in results}) == 1
+        mode = self.model.training
+        for replica in self.replicas:
+            if replica.training != mode:
+                replica.train(mode)
+        outs = self._map(self._forward_slice, x)
+        return array_namespace(outs[0]).concat(outs, axis=0)
+
+    def _forward_slice(self, i: int, x: Any) -> Any:
+        b = self.bounds
+        return self.replicas[i](x[b[i]:b[i + 1], ...])
+
+    def backward(self, grad: Any, need_input_grad: bool) -> Any:
+        if self.bounds is None:
+            raise RuntimeError(f"{type(self.model).__name__}: backward() needs a forward() in "
+                               "training mode first")
+        grads_in = self._map(self._backward_slice, grad, need_input_grad)
+        self.bounds = None
         for j, p in enumerate(self._params):
             grads = [params[j].grad for params in self._replica_params]
             if any(g is None for g in grads):
                 p.grad = None
                 continue
-            if equal:  # mean of the slices' mean-loss gradients
-                total = grads[0] + grads[1]
-                for g in grads[2:]:
-                    total += g
-                total *= 1.0 / k
-            else:
-                total = grads[0] * weights[0]
-                for g, w in zip(grads[1:], weights[1:]):
-                    total += g * w
+            total = grads[0] + grads[1]  # a new array: the replicas' stay theirs
+            for g in grads[2:]:
+                total += g
             p.grad = total
-        loss = sum(r[0] * w for r, w in zip(results, weights))
-        correct = sum(r[1] for r in results)
-        return (loss if math.isfinite(loss) else float("nan")), correct
+        if not need_input_grad:
+            return None
+        return array_namespace(grads_in[0]).concat(grads_in, axis=0)
+
+    def _backward_slice(self, i: int, grad: Any, need_input_grad: bool) -> Any:
+        b = self.bounds
+        return self.replicas[i].backward(grad[b[i]:b[i + 1], ...],
+                                         need_input_grad=need_input_grad)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
 
-__all__ = ["MIN_PER_THREAD", "ThreadedDataParallel", "auto_threads", "correct_count",
-           "replicate", "splittable"]
+# -- the thread setting, and which Sequential calls split --------------------------
+_setting: int | str = "auto"
+_inside = threading.local()
+_splitters: weakref.WeakKeyDictionary[Module, BatchSplitter] = weakref.WeakKeyDictionary()
+_auto: weakref.WeakKeyDictionary[Module, dict[Any, int]] = weakref.WeakKeyDictionary()
+
+
+def set_num_threads(threads: int | str) -> None:
+    """How many threads a Sequential splits a batch across on CPU backends: ``"auto"``
+    (the default: :func:`auto_threads`) or an int (1 turns it off). A model's own
+    ``threads`` attribute (``model.threads = n``) wins over this."""
+    global _setting
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int)
+                              or threads < 1):
+        raise ValueError(f"set_num_threads: threads must be 'auto' or an int >= 1, got "
+                         f"{threads!r}")
+    _setting = threads
+
+
+def get_num_threads() -> int | str:
+    return _setting
+
+
+def _inside_split(fn: Any, *args: Any) -> Any:
+    _inside.active = True
+    try:
+        return fn(*args)
+    finally:
+        _inside.active = False
+
+
+def splitter_for(model: Module, x: Any) -> BatchSplitter | None:
+    """The splitter a Sequential's forward of ``x`` runs through, or None (run as usual):
+    None inside a split (replicas never split again), for a batch too small for two
+    slices of :data:`MIN_PER_THREAD`, and when the threads resolve to 1."""
+    if getattr(_inside, "active", False):
+        return None
+    setting = getattr(model, "threads", None) or _setting
+    n = int(x.shape[0])
+    if setting == "auto":
+        if n < 2 * MIN_PER_THREAD:
+            return None
+        cache = _auto.setdefault(model, {})
+        key = (type(x), n)
+        if key not in cache:  # the model's structure and backend decide: look once
+            cache[key] = auto_threads(model, n)
+        threads = cache[key]
+    else:
+        threads = min(int(setting), n // MIN_PER_THREAD)
+    if threads < 2:
+        return None
+    splitter = _splitters.get(model)
+    if splitter is None or splitter.threads != threads:
+        if splitter is not None:
+            splitter.close()
+        splitter = _splitters[model] = BatchSplitter(model, threads)
+    return splitter
+
+
+def active_splitter(model: Module) -> BatchSplitter | None:
+    """The splitter whose forward is waiting for its backward, if any."""
+    splitter = _splitters.get(model)
+    return splitter if splitter is not None and splitter.bounds is not None else None
+
+
+def forget_split(model: Module) -> None:
+    """The model ran a forward without splitting: a later backward is not the splitter's."""
+    splitter = _splitters.get(model)
+    if splitter is not None:
+        splitter.bounds = None
+
+
+__all__ = ["MIN_PER_THREAD", "BatchSplitter", "auto_threads", "correct_count", "get_num_threads",
+           "replicate", "set_num_threads", "splittable"]

@@ -33,7 +33,7 @@ from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
 from .module import Module, Sequential, backend_of
 from .optim.optimizer import Optimizer
-from .parallel import ThreadedDataParallel, auto_threads, correct_count
+from .parallel import auto_threads, correct_count
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,9 +124,10 @@ class Trainer:
     config : JSON-able facts stored in checkpoints (model, data, recipe) so that
         ``nnx evaluate`` and ``--resume`` can rebuild the run.
     log : where lines go (default: print to stdout).
-    threads : ``"auto"`` splits each batch across the CPU cores on the NumPy backend
-        (:class:`~nnx.parallel.ThreadedDataParallel`; same gradients up to float
-        summation order); an int sets the count, 1 turns it off.
+    threads : ``"auto"`` splits each batch across the CPU cores on the NumPy backend for
+        convolutional nets (:mod:`nnx.parallel`; same gradients up to float summation
+        order); an int sets the count, 1 turns it off. The Trainer sets the model's
+        ``threads``, so a plain loop over the model afterwards runs the same way.
     on_write : called with the file name before each file the Trainer writes into
         ``out_dir``; an exception from it stops training before the write (``nnx
         train`` checks its folder lock there).
@@ -203,13 +204,21 @@ class Trainer:
         self._finished = False        # all epochs done: Ctrl-C no longer interrupts training
         self._finishing = False       # the last epoch's steps are done (saves may follow)
         self.written: list[str] = []  # files this Trainer wrote, in order, without repeats
-        if threads == "auto":  # MPI ranks on one machine already share its cores
+        if threads == "auto":  # MPI ranks on one machine already share their cores
+            if distributed and isinstance(model, Sequential):
+                model.threads = 1
             threads = 1 if distributed else auto_threads(model)
-        if not isinstance(threads, int) or threads < 1:
+        elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"Trainer: threads must be 'auto' or an int >= 1, got {threads!r}")
+        elif isinstance(model, Sequential):
+            odd = sorted({type(m).__name__ for m in model.modules() if not m.splittable})
+            if threads > 1 and odd:
+                raise ValueError(f"Trainer: threads={threads}, but {type(model).__name__} has "
+                                 f"{', '.join(odd)}, whose output depends on the whole batch or "
+                                 "on random draws; a batch cannot be split across threads "
+                                 "through it (use threads=1)")
+            model.threads = threads  # the model splits its batches itself (nnx.parallel)
         self.threads = threads
-        self._parallel = ThreadedDataParallel(model, self.loss_fn, threads) if threads > 1 \
-            else None
 
     # -- distributed hooks --------------------------------------------------
     def _world(self) -> Any:
@@ -240,13 +249,8 @@ class Trainer:
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
         """
-        parallel = self._parallel
-        if parallel is not None and parallel.applies(int(x.shape[0])):
-            loss, correct = parallel.step(x, y)  # gradients are set already (host floats)
-        else:
-            parallel = None
-            out = self.model(x)
-            loss = self.loss_fn(out, y)  # a 0-d array, left on the device unless read below
+        out = self.model(x)
+        loss = self.loss_fn(out, y)  # a 0-d array, left on the device unless read below
         world = self._world()
         if self._multi_rank():
             # one collective: the mean loss, and whether any rank was interrupted
@@ -256,13 +260,8 @@ class Trainer:
         if self._every == 1 or isinstance(loss, (int, float)):
             loss = float(loss)
             self._check_finite(loss, self.epoch + 1, self.step_in_epoch)
-        if parallel is None:
-            grad = self.loss_fn.backward()
-            if isinstance(self.model, Sequential):
-                self.model.backward(grad, need_input_grad=False)  # the data needs no gradient
-            else:
-                self.model.backward(grad)
-            correct = correct_count(out, y, as_int=False)
+        self.model.backward_params_only(self.loss_fn.backward())  # the data needs no gradient
+        correct = correct_count(out, y, as_int=False)
         if world is not None and world.world_size() > 1:
             world.allreduce_gradients(self.model)
         if self.clip_grad_norm is not None:

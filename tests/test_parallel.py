@@ -1,4 +1,6 @@
-"""Threaded data parallelism (nnx.parallel): same gradients as one full-batch pass."""
+"""Threaded data parallelism (nnx.parallel): a Sequential split across threads gives the
+same loss, gradients and input gradient as one full-batch pass, in the Trainer and in a
+plain loop."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 import nnx
 import nnx.testing as nt
 from nnx.backends import cpu_threads
-from nnx.parallel import ThreadedDataParallel, auto_threads, replicate
+from nnx.parallel import BatchSplitter, active_splitter, auto_threads, replicate, set_num_threads
 
 
 def small_cnn(dtype):
@@ -37,17 +39,49 @@ def test_threaded_gradients_equal_the_full_batch(backend, dtype, threads, n):
     for p in model.parameters():
         p.grad = None
 
-    dp = ThreadedDataParallel(model, nnx.CrossEntropyLoss(), threads)
+    loss_fn(model(x), y)
+    ref_dx = nnx.to_numpy(model.backward(loss_fn.backward())).copy()
+    splitter = BatchSplitter(model, threads)
     try:
-        loss, correct = dp.step(x, y)
+        out = splitter.forward(x)
+        loss = float(loss_fn(out, y))
+        dx = splitter.backward(loss_fn.backward(), need_input_grad=True)
     finally:
-        dp.close()
+        splitter.close()
     assert loss == pytest.approx(ref_loss, rel=1e-5 if dtype == "float32" else 1e-12)
-    out = nnx.to_numpy(model(x))
-    assert correct == int(np.sum(out.argmax(1) == y_host))
+    nt.check_placement(dx, x, dtype, what="input gradient")
+    nt.assert_close(dx, ref_dx, dtype, what="input gradient")
     for k, p in model.named_parameters():
         nt.check_placement(p.grad, p.data, dtype, what=k)
         nt.assert_close(p.grad, ref[k], dtype, what=k)
+
+
+def test_a_plain_loop_splits_a_large_batch_by_itself():
+    """model(x) / model.backward(g): the Sequential splits a large enough batch on NumPy
+    (the speed belongs to the library, not to the Trainer), with the full batch's numbers."""
+    x_host, y_host = batch(96)
+    nnx.manual_seed(0)
+    model = small_cnn("float64")
+    loss_fn = nnx.CrossEntropyLoss()
+    model.threads = 1
+    loss_fn(model(x_host), y_host)
+    want = nnx.to_numpy(model.backward(loss_fn.backward())).copy()
+    grads = {k: nnx.to_numpy(p.grad).copy() for k, p in model.named_parameters()}
+    model.threads = 3
+    loss_fn(model(x_host), y_host)
+    assert active_splitter(model) is not None
+    got = model.backward(loss_fn.backward())
+    assert active_splitter(model) is None
+    nt.assert_close(got, want, "float64", what="input gradient")
+    for k, p in model.named_parameters():
+        nt.assert_close(p.grad, grads[k], "float64", what=k)
+    model.threads = None
+    set_num_threads(1)
+    try:
+        model(x_host)
+        assert active_splitter(model) is None
+    finally:
+        set_num_threads("auto")
 
 
 def test_a_slice_alone_is_not_the_full_gradient():
@@ -120,4 +154,6 @@ def test_bad_thread_counts():
     with pytest.raises(ValueError, match="threads"):
         nnx.Trainer(model, opt, threads=0)
     with pytest.raises(ValueError, match="threads"):
-        ThreadedDataParallel(model, nnx.CrossEntropyLoss(), 1)
+        BatchSplitter(model, 1)
+    with pytest.raises(ValueError, match="set_num_threads"):
+        set_num_threads(0)

@@ -145,10 +145,10 @@ def test_dropout_refuses_a_bad_p(p):
 
 
 def test_threads_refuse_to_split_a_batch_through_dropout_or_batchnorm():
-    from nnx.parallel import ThreadedDataParallel, auto_threads
+    from nnx.parallel import BatchSplitter, auto_threads
 
     for layer in (Dropout(0.2), nnx.BatchNorm1d(8)):
         model = nnx.Sequential(nnx.Conv2d(1, 2, 3), nnx.Flatten(), nnx.Linear(2 * 4 * 4, 8), layer)
         assert auto_threads(model) == 1
         with pytest.raises(ValueError, match=f"has {type(layer).__name__}.*threads=1"):
-            ThreadedDataParallel(model, nnx.CrossEntropyLoss(), 2)
+            BatchSplitter(model, 2)

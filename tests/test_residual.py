@@ -492,7 +492,7 @@ def test_repr_lists_both_branches():
 def test_threaded_data_parallel_through_residuals(dtype):
     # replicas of a model with Residuals (deep copies sharing the parameter arrays) give
     # the full batch's gradients when each runs its own slice
-    from nnx.parallel import ThreadedDataParallel
+    from nnx.parallel import BatchSplitter
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((24, 3, 6, 6)).astype(dtype)
@@ -504,9 +504,10 @@ def test_threaded_data_parallel_through_residuals(dtype):
     loss_fn(model(x), y)
     model.backward(loss_fn.backward(), need_input_grad=False)
     ref = {k: nnx.to_numpy(p.grad).copy() for k, p in model.named_parameters()}
-    dp = ThreadedDataParallel(model, nnx.CrossEntropyLoss(), 2)
+    dp = BatchSplitter(model, 2)
     try:
-        dp.step(x, y)
+        loss_fn(dp.forward(x), y)
+        dp.backward(loss_fn.backward(), need_input_grad=False)
     finally:
         dp.close()
     for k, p in model.named_parameters():
