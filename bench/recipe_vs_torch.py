@@ -151,9 +151,9 @@ def run_modern(seed: int, data_dir: str, out: str) -> dict:
     nnx.manual_seed(seed)
     fresh = nnx.models.for_images("ConvNet", data.shape, 10)
     tmodel = convnet()
-    tmodel.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(
-        nnx.to_numpy(v).T if k == "21.weight" else nnx.to_numpy(v)))
-        for k, v in fresh.state_dict().items()})
+    host = {k: nnx.to_numpy(v) for k, v in fresh.state_dict().items()}
+    tmodel.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v.T if v.ndim == 2 else v))
+                            for k, v in host.items()})  # nnx's Linear weight is (in, out)
     torch.manual_seed(seed)
     lr, bs, epochs = float(flags["--lr"]), int(flags["--batch-size"]), int(flags["--epochs"])
     train = DataLoader(data.train_images, data.train_labels, bs, seed=seed, transform=train_t)
@@ -163,7 +163,8 @@ def run_modern(seed: int, data_dir: str, out: str) -> dict:
     warm, total = len(train), epochs * len(train)
     tsched = torch.optim.lr_scheduler.SequentialLR(topt, [
         torch.optim.lr_scheduler.LinearLR(topt, start_factor=0.1, total_iters=warm),
-        torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=total - warm)], milestones=[warm])
+        torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=max(1, total - warm))],
+        milestones=[warm])
     torch_acc = []
     t0 = time.perf_counter()
     for epoch in range(epochs):
