@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nnx-threads", default="auto",
                    help="nnx.Trainer's threads: 'auto' (default; one per core on NumPy) or N "
                         "(1 = single-threaded NumPy element-wise work)")
+    p.add_argument("--loop", action="store_true",
+                   help="also time the README's explicit loop on NumPy (nnx-loop/numpy): "
+                        "model(x), loss, model.backward(...), opt.step() without the Trainer")
     p.add_argument("--out", help="write the JSON here (default: stdout)")
     p.add_argument("--table", action="store_true",
                    help="print the table to stdout instead of the JSON (the JSON still goes to --out)")
@@ -130,6 +133,8 @@ def plan_impls(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dic
             impls.append(_nnx_impl("nnx/cupy", "cupy", dev or None, "cuda"))
         else:
             impls.append(_nnx_impl(f"nnx/{name}", name, None, "cpu"))
+            if args.loop and name == "numpy":
+                impls.append({**_nnx_impl("nnx-loop/numpy", name, None, "cpu"), "step": "loop"})
     ref_tokens = ["cpu", "cuda"] if args.torch_devices == "auto" else (
         [] if args.torch_devices == "none" else _split(args.torch_devices))
     refs = []
@@ -227,7 +232,7 @@ def worker_argv(args: argparse.Namespace, impl: dict[str, Any], model: str, batc
             "--max-time", str(args.max_time), "--lr", str(args.lr),
             "--weight-decay", str(args.weight_decay)]
     if impl["kind"] == "nnx":
-        argv += ["--nnx-threads", str(args.nnx_threads)]
+        argv += ["--nnx-threads", str(args.nnx_threads), "--step", impl.get("step", "trainer")]
     if impl["backend"]:
         argv += ["--backend", impl["backend"]]
     if impl["device"]:
