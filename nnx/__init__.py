@@ -41,12 +41,13 @@ _NAMES = {
     "CrossEntropyLoss": "loss", "MultiCrossEntropyLoss": "loss",
     "Buffer": "module", "Module": "module", "Parameter": "module", "Sequential": "module",
     "backend_of": "module",
-    "clip_grad_norm_": "optim", "clip_grad_value_": "optim",
+    "clip_grad_norm_": "optim", "clip_grad_value_": "optim", "export_onnx": "onnx_export",
     "Trainer": "trainer", "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
 }
 _SUBMODULES = ("backend", "backends", "checkpoint", "data", "datasets", "distributed",
-               "functional", "init", "layers", "loss", "lr_scheduler", "models", "module", "optim",
-               "parallel", "philox", "plot", "testing", "trainer")
+               "functional", "init", "interop", "layers", "loss", "lr_scheduler", "models",
+               "module", "onnx_export", "optim", "parallel", "philox", "plot", "predict",
+               "testing", "trainer")
 
 
 def __getattr__(name: str) -> Any:
@@ -99,6 +100,7 @@ if TYPE_CHECKING:  # what static tools see
     )
     from .loss import CrossEntropyLoss, MultiCrossEntropyLoss
     from .module import Buffer, Module, Parameter, Sequential, backend_of
+    from .onnx_export import export_onnx
     from .optim import clip_grad_norm_, clip_grad_value_
     from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -135,6 +137,7 @@ __all__ = [
     "backend_of",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "export_onnx",
     "get_backend",
     "load",
     "load_model",

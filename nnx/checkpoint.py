@@ -1,4 +1,4 @@
-"""Checkpoints as safetensors files: our own strict reader/writer and nnx's metadata.
+"""Checkpoints as safetensors files, through the ``safetensors`` package, with nnx's metadata.
 
 File layout (https://github.com/huggingface/safetensors)::
 
@@ -8,17 +8,24 @@ File layout (https://github.com/huggingface/safetensors)::
     rest        the tensors' raw little-endian bytes; offsets are relative to here,
                 contiguous, covering the rest exactly
 
-Nothing is executed on load: a pickle, a zip (.npz, torch.save), a truncated or
-otherwise corrupt file is rejected with a ValueError naming the file and what is
-wrong. Writes are atomic (temp file in the same folder, fsync, ``os.replace``,
-fsync of the folder), so a failing write leaves an existing file as it was.
+The ``safetensors`` package, the format's reference implementation, encodes
+(``safetensors.numpy.save``) and decodes (``safetensors.deserialize``, what
+``safetensors.numpy.load`` calls) the files. Before it decodes a file, nnx reads the
+header itself to say in one line what is wrong with a bad one, and to refuse what the
+library lets through (duplicate JSON keys): a pickle, a zip (.npz, torch.save), a
+truncated or otherwise corrupt file is rejected with a ValueError naming the file and
+the problem. Nothing is executed on load. Writes are atomic (the bytes go to a temp
+file in the same folder, fsync, ``os.replace``, fsync of the folder), so a failing
+write leaves an existing file as it was.
 
 An nnx checkpoint stores the model's ``state_dict`` as ``model.<name>``, the
-optimizer's momentum buffers as ``optimizer.<index>`` and, under the metadata
-key ``"nnx"``, one JSON string: format, nnx version, model config, dtype, the
-backend it was saved from, optimizer and scheduler state (without arrays), the
-host RNG state and the caller's extra items (epoch, history, ...). Loading goes
-through NumPy, so any backend can load what any backend saved.
+optimizer's state arrays as ``optimizer.<index>`` (the first, e.g. a momentum buffer)
+and ``optimizer.<index>.<slot>`` (others, e.g. Adam's second moment) and, under the
+metadata key ``"nnx"``, one JSON string: format, nnx version, model config, dtype, the
+backend it was saved from, optimizer and scheduler state (without arrays), the host
+and device RNG states and the caller's extra items (epoch, history, config, ...).
+Loading goes through NumPy, so any backend can load what any backend saved; files
+written by nnx 0.1 (the same format, written by nnx's own encoder) load unchanged.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ DTYPES: dict[str, np.dtype] = {
     "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
 }
 _NAMES = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
-#: Known to the format but not representable in NumPy.
+#: Known to the format but not representable in NumPy (or, C64, not a type nnx reads).
 _UNSUPPORTED = {"BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"}
 
 MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
@@ -70,6 +77,18 @@ def _show(value: Any) -> str:
     return _REPR.repr(value)
 
 
+def _safetensors() -> Any:
+    """The ``safetensors`` package (with its NumPy API imported), or an ImportError that
+    says how to install it."""
+    try:
+        import safetensors
+        import safetensors.numpy  # noqa: F401 - the API save() uses
+    except ImportError:
+        raise ImportError("nnx checkpoints need the safetensors package (a dependency of nnx): "
+                          "pip install safetensors") from None
+    return safetensors
+
+
 # ---------------------------------------------------------------------------
 # low level: safetensors files
 # ---------------------------------------------------------------------------
@@ -81,49 +100,54 @@ def _dtype_name(name: str, a: np.ndarray) -> str:
     return _NAMES[key]
 
 
-def _encode(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None
-            ) -> tuple[bytes, list[np.ndarray]]:
-    """(header bytes including the 8-byte length, little-endian contiguous arrays)."""
-    header: dict[str, Any] = {}
+def _prepare(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None
+             ) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
+    """Checked inputs for ``safetensors.numpy.save``: little-endian C-contiguous NumPy
+    arrays (0-d kept) and str -> str metadata (None when empty). ValueError naming the
+    tensor or the metadata key otherwise (the library would store some of these, e.g. a
+    tensor named ``__metadata__``, as an unreadable file)."""
+    meta = None
     if metadata:
         bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise ValueError(f"metadata keys and values must be str; not so for {bad!r}")
-        header["__metadata__"] = dict(metadata)
-    arrays = []
-    offset = 0
+        meta = dict(metadata)
+    arrays: dict[str, np.ndarray] = {}
     for name, value in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"invalid tensor name {name!r}")
         a = value if isinstance(value, np.ndarray) else _backends.to_numpy(value)
         a = np.asarray(a)
         code = _dtype_name(name, a)
-        a = np.asarray(a, dtype=DTYPES[code], order="C")  # little-endian, C order, 0-d kept
-        header[name] = {"dtype": code, "shape": [int(s) for s in a.shape],
-                        "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-        arrays.append(a)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)  # data starts 8-byte aligned, as safetensors writes
-    return struct.pack("<Q", len(text)) + text, arrays
+        arrays[name] = np.asarray(a, dtype=DTYPES[code], order="C")  # little-endian, C order, 0-d kept
+    return arrays, meta
+
+
+def encode(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The bytes of a safetensors file holding ``tensors`` (name -> array, NumPy or any
+    backend) and ``metadata`` (str -> str), encoded by ``safetensors.numpy.save``.
+
+    Raises ValueError for names, dtypes (object, complex, ...) or metadata that cannot
+    be stored.
+    """
+    arrays, meta = _prepare(tensors, metadata)
+    return _safetensors().numpy.save(arrays, metadata=meta)
 
 
 def save_file(path: str | os.PathLike[str], tensors: Mapping[str, Any],
               metadata: Mapping[str, str] | None = None) -> None:
     """Write ``tensors`` (name -> array; NumPy or any backend) as a safetensors file.
 
-    ``metadata`` maps str to str. Atomic: the bytes go to a temp file in the
-    same folder, which is flushed, fsynced and renamed over ``path``; on any
-    error the temp file is removed and an existing ``path`` is left untouched.
-    Raises ValueError for names, dtypes (object, complex, ...) or metadata that
-    cannot be stored.
+    ``metadata`` maps str to str. The bytes come from ``safetensors.numpy.save``
+    (:func:`encode`). Atomic: they go to a temp file in the same folder, which is
+    flushed, fsynced and renamed over ``path``; on any error the temp file is removed
+    and an existing ``path`` is left untouched. Raises ValueError for names, dtypes
+    (object, complex, ...) or metadata that cannot be stored (before anything is
+    written).
     """
-    header, arrays = _encode(tensors, metadata)
+    data = encode(tensors, metadata)
     with atomic_writer(path) as f:
-        f.write(header)
-        for a in arrays:
-            if a.nbytes:
-                f.write(memoryview(a.reshape(-1)).cast("B"))
+        f.write(data)
 
 
 def _sniff(head: bytes) -> str | None:
@@ -168,7 +192,7 @@ def _parse_header(header: Any, data_len: int, bad: Any) -> list[tuple[str, np.dt
                       f"got {_show(info)}")
         code, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
         if code in _UNSUPPORTED:
-            raise bad(f"tensor {name!r}: dtype {code} has no NumPy equivalent")
+            raise bad(f"tensor {name!r}: dtype {code} has no NumPy equivalent that nnx reads")
         if code not in DTYPES:
             raise bad(f"tensor {name!r}: unknown dtype {_show(code)}")
         if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
@@ -197,25 +221,11 @@ def _parse_header(header: Any, data_len: int, bad: Any) -> list[tuple[str, np.dt
     return entries
 
 
-def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a safetensors file: (name -> NumPy array, metadata str -> str).
-
-    Validates everything before building arrays: header length within the file,
-    UTF-8 JSON object without duplicate keys, known dtypes, shape × itemsize ==
-    each span, offsets contiguous from 0 and covering the data exactly, metadata
-    str -> str. Raises FileNotFoundError, or ValueError naming the file and the
-    problem (also for pickles, zips/.npz and other formats: never unpickles; also
-    for JSON nested too deeply to parse).
-    """
-    path = Path(path)
-
-    def bad(msg: str) -> ValueError:
-        return ValueError(f"{path}: not a valid safetensors file: {msg}")
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        raw = f.read()
+def _check_file(raw: bytes, bad: Any, path: Path
+                ) -> tuple[list[tuple[str, np.dtype, tuple, int, int]], dict[str, str]]:
+    """nnx's own pass over a file's bytes before the library decodes it: (validated
+    entries in offset order, the metadata), or the ValueError ``bad(...)`` saying what is
+    wrong (other formats, truncation, the header's JSON, entries, the metadata)."""
     other = _sniff(raw[:8])
     if other is not None:
         raise ValueError(f"{path}: this file is {other}")
@@ -236,18 +246,62 @@ def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
         raise bad(f"the header is not valid JSON ({exc})") from None
     except RecursionError:
         raise bad("the JSON header is nested too deeply to parse") from None
-    data = memoryview(raw)[8 + n:]
-    entries = _parse_header(header, len(data), bad)
-    meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    entries = _parse_header(header, len(raw) - 8 - n, bad)
+    meta = header.get("__metadata__", {})
     if meta is None:
         meta = {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise bad("__metadata__ must be an object of str -> str")
+    return entries, dict(meta)
+
+
+def load_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file: (name -> NumPy array, metadata str -> str).
+
+    nnx first checks the header (length within the file, UTF-8 JSON object without
+    duplicate keys, known dtypes, shape × itemsize == each span, offsets contiguous
+    from 0 and covering the data exactly, metadata str -> str); then the
+    ``safetensors`` package decodes the file (``safetensors.deserialize``, what
+    ``safetensors.numpy.load`` calls; its error, if any, becomes a ValueError naming
+    the file). Arrays are writable, in native byte order, in the file's order.
+    Raises FileNotFoundError, or ValueError naming the file and the problem (also for
+    pickles, zips/.npz and other formats: never unpickles; also for JSON nested too
+    deeply to parse).
+    """
+    path = Path(path)
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{path}: not a valid safetensors file: {msg}")
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        raw = f.read()
+    entries, meta = _check_file(raw, bad, path)
+    st = _safetensors()
+    try:
+        decoded = dict(st.deserialize(raw))
+    except st.SafetensorError as exc:
+        raise bad(_one_line(exc)) from None
     tensors = {}
-    for name, dt, shape, begin, end in entries:
-        a = np.frombuffer(data[begin:end], dtype=dt).reshape(shape)
-        tensors[name] = a.astype(dt.newbyteorder("="), copy=True)  # writable, native order
-    return tensors, dict(meta)
+    for name, dt, shape, _, _ in entries:
+        info = decoded.pop(name, None)
+        if info is None or info["dtype"] != _NAMES[(dt.kind, dt.itemsize)] \
+                or tuple(info["shape"]) != shape:
+            raise bad(f"tensor {name!r}: the safetensors library reads it differently from its "
+                      "header entry")
+        a = np.frombuffer(info["data"], dtype=dt).reshape(shape)
+        # the library hands out fresh bytearrays: writable already on little-endian hosts
+        tensors[name] = a if dt.isnative and a.flags.writeable else a.astype(dt.newbyteorder("="))
+    if decoded:
+        raise bad(f"the safetensors library reads tensors the header does not list: "
+                  f"{_show(sorted(decoded))}")
+    return tensors, meta
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
 
 
 # ---------------------------------------------------------------------------
@@ -268,9 +322,10 @@ def save(path: str | os.PathLike[str], model: Module, optimizer: Any = None,
          scheduler: Any = None, **info: Any) -> None:
     """Save ``model`` (and optionally ``optimizer``, ``scheduler``) atomically to ``path``.
 
-    Tensors: ``model.<param name>`` and ``optimizer.<param index>`` (momentum
-    buffers). Metadata ``"nnx"``: a JSON object with ``format``, ``nnx_version``,
-    ``model_config`` (``model.config`` or None), ``dtype``, ``backend``,
+    Tensors: ``model.<param name>`` and ``optimizer.<param index>`` (a parameter's
+    first state array, e.g. its momentum buffer) and ``optimizer.<param index>.<slot>``
+    (the others, e.g. Adam's ``exp_avg_sq``). Metadata ``"nnx"``: a JSON object with
+    ``format``, ``nnx_version``, ``model_config`` (``model.config`` or None), ``dtype``, ``backend``,
     ``device``, ``optimizer`` / ``scheduler`` state (or None), ``rng`` (the host
     generator's state) and the ``info`` items (JSON-serialisable: epoch,
     history, best metric, ...).
@@ -571,4 +626,4 @@ def load_model(path: str | os.PathLike[str], backend: str | Backend | None = Non
     return load(path).build_model(backend)
 
 
-__all__ = ["Checkpoint", "load", "load_file", "load_model", "save", "save_file"]
+__all__ = ["Checkpoint", "encode", "load", "load_file", "load_model", "save", "save_file"]

@@ -191,7 +191,7 @@ def test_backends_package_is_not_top_level():
 
 
 HOST_SIDE = {"testing.py", "cli.py", "__main__.py", "plot.py", "checkpoint.py",
-             "safetensors.py", "data", "datasets",
+             "safetensors.py", "data", "datasets", "interop.py", "onnx_export.py", "predict.py",
              "backends"}  # only in a flattened copy (bench/gpu_check.sh): the adapters
 
 

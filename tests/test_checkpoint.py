@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +53,9 @@ def test_round_trip(tmp_path, rng):
 
 
 def test_layout_by_hand(tmp_path):
-    """Parse our file with struct/json only: the spec's layout, aligned, contiguous."""
+    """Parse our file with struct/json only: the spec's layout, aligned, contiguous. (The
+    tensors' order in the data is the safetensors library's choice: by alignment, then
+    name; nnx's own encoder of 0.1 wrote them in insertion order.)"""
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     c = np.array([1, 2], dtype=np.int64)
     save_file(tmp_path / "x", {"a": a, "c": c}, {"m": "1"})
@@ -61,11 +64,65 @@ def test_layout_by_hand(tmp_path):
     assert (8 + n) % 8 == 0
     header = json.loads(raw[8:8 + n])
     assert header["__metadata__"] == {"m": "1"}
-    assert header["a"] == {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}
-    assert header["c"] == {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]}
+    assert sorted(header) == ["__metadata__", "a", "c"]
     body = raw[8 + n:]
     assert len(body) == 40
-    assert body[:24] == a.astype("<f4").tobytes() and body[24:] == c.astype("<i8").tobytes()
+    spans = []
+    for name, code, want in (("a", "F32", a.astype("<f4")), ("c", "I64", c.astype("<i8"))):
+        entry = header[name]
+        assert entry["dtype"] == code and entry["shape"] == list(want.shape), entry
+        begin, end = entry["data_offsets"]
+        assert body[begin:end] == want.tobytes(), name
+        spans.append((begin, end))
+    spans.sort()
+    assert spans[0][0] == 0 and spans[0][1] == spans[1][0] and spans[1][1] == 40  # contiguous
+
+
+def test_written_by_the_safetensors_package(tmp_path, rng, monkeypatch):
+    """The bytes on disk are what safetensors.numpy.save makes of the same tensors; reading
+    goes through safetensors.deserialize (its errors become one line naming the file)."""
+    import safetensors
+    import safetensors.numpy as stn
+
+    t = sample_tensors(rng)
+    save_file(tmp_path / "a.safetensors", t, {"k": "v"})
+    assert (tmp_path / "a.safetensors").read_bytes() == stn.save(t, metadata={"k": "v"})
+    save_file(tmp_path / "b.safetensors", {"w": t["w"]})
+    assert (tmp_path / "b.safetensors").read_bytes() == stn.save({"w": t["w"]})
+
+    calls = []
+    real = safetensors.deserialize
+
+    def spy(data):
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(safetensors, "deserialize", spy)
+    got, _ = load_file(tmp_path / "a.safetensors")
+    assert calls == [(tmp_path / "a.safetensors").stat().st_size]
+    assert_same_tensors(got, t)
+
+    def refuse(data):
+        raise safetensors.SafetensorError("Error while deserializing header: some new rule\nmore")
+
+    monkeypatch.setattr(safetensors, "deserialize", refuse)
+    with pytest.raises(ValueError) as info:
+        load_file(tmp_path / "a.safetensors")
+    msg = str(info.value)
+    assert "\n" not in msg and str(tmp_path / "a.safetensors") in msg and "some new rule" in msg
+
+
+def test_without_safetensors_the_error_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    save_file(tmp_path / "a.safetensors", {"w": np.zeros(2, np.float32)})
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match="pip install safetensors"):
+        save_file(tmp_path / "b.safetensors", {"w": np.zeros(2, np.float32)})
+    with pytest.raises(ImportError, match="pip install safetensors"):
+        load_file(tmp_path / "a.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]
 
 
 def test_big_endian_input_is_written_little_endian(tmp_path):
@@ -624,3 +681,84 @@ def test_build_model_names_the_file_for_a_bad_model_config(tmp_path, config, exp
     with pytest.raises(ValueError) as info:
         nnx.load_model(p)
     check_one_line_error(info, p, "model_config", expected)
+
+
+# ---------------------------------------------------------------------------
+# a checkpoint written by nnx 0.1.0 (tests/fixtures/make_nnx010_checkpoint.py made it with
+# 0.1.0's `nnx train --epochs 1`: LeNet-5, SGD with momentum, MultiStepLR, the Trainer's state)
+# ---------------------------------------------------------------------------
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OLD_CHECKPOINT = FIXTURES / "nnx-0.1.0-lenet5.safetensors"
+
+
+def old_record() -> dict:
+    return json.loads((FIXTURES / "nnx-0.1.0-lenet5.json").read_text())
+
+
+def old_setup(ck: Checkpoint):
+    model = ck.build_model("numpy")
+    opt = SGD(model, lr=0.05, momentum=0.9, weight_decay=1e-4)  # 0.1.0's defaults
+    sched = MultiStepLR(opt, milestones=[5, 8], gamma=0.1)
+    return model, opt, sched
+
+
+def test_nnx_010_checkpoint_loads_restores_and_steps_as_010_did():
+    record = old_record()
+    ck = nnx.load(OLD_CHECKPOINT)
+    m = ck.meta
+    assert m["nnx_version"] == "0.1.0" and m["format"] == 1
+    assert m["model_config"]["name"] == "LeNet5" and "input_size" not in m["model_config"]
+    assert m["optimizer"]["type"] == "SGD" and "param_groups" not in m["optimizer"]  # 0.1's form
+    assert m["trainer"]["epoch"] == 1 and m["history"]["epochs"][0]["val_acc"] == 0.644
+    ds = nnx.datasets.load("sample")
+    assert [int(v) for v in ds.test_labels[:8]] == record["test_labels"]
+    x_test = ds.test_images[:8, None].astype(np.float32) / np.float32(255)
+    x_train = ds.train_images[:32, None].astype(np.float32) / np.float32(255)
+    y_train = ds.train_labels[:32].astype(np.int64)
+
+    model, opt, sched = old_setup(ck)
+    model.eval()
+    np.testing.assert_allclose(model(x_test), record["logits"], rtol=1e-5, atol=1e-5)
+
+    ck.restore(model, opt, sched)
+    assert opt.step_count == 63 and sched.last_epoch == 1 and opt.lr == 0.05
+    buffers = opt.state_dict()["buffers"]
+    assert sorted(buffers, key=int) == [str(i) for i in range(10)]
+    for i, buf in buffers.items():
+        np.testing.assert_array_equal(buf, ck.tensors[f"optimizer.{i}"], err_msg=i)
+
+    def one_more_step(model, opt, sched):
+        model.train()
+        loss = nnx.CrossEntropyLoss()
+        loss(model(x_train), y_train)
+        model.backward(loss.backward())
+        opt.step()
+        sched.step()
+        model.eval()
+        return model(x_test)
+
+    after = one_more_step(model, opt, sched)
+    want = record["next_step"]
+    assert opt.lr == want["lr_after"] and sched.last_epoch == want["last_epoch_after"]
+    np.testing.assert_allclose(after, want["logits_after"], rtol=1e-5, atol=1e-5)
+    # without the saved momentum buffers the step lands elsewhere: the comparison can tell
+    model2, opt2, sched2 = old_setup(ck)
+    ck.restore(model2, scheduler=sched2)
+    assert not np.allclose(one_more_step(model2, opt2, sched2), want["logits_after"],
+                           rtol=1e-5, atol=1e-5)
+
+
+def test_nnx_010_checkpoint_resumes_in_the_trainer_and_evaluates():
+    from clitools import nnx_cli
+
+    record = old_record()
+    ck = nnx.load(OLD_CHECKPOINT)
+    model, opt, sched = old_setup(ck)
+    trainer = nnx.Trainer(model, opt, scheduler=sched, log=lambda line: None, threads=1)
+    trainer.resume(OLD_CHECKPOINT)
+    assert trainer.epoch == 1 and trainer.global_step == 63 and trainer.best_epoch == 1
+    res = nnx_cli("evaluate", str(OLD_CHECKPOINT), "--backend", "numpy")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"accuracy: {record['evaluate']['accuracy']:.4f}" in out, out
+    assert f"loss: {record['evaluate']['loss']:.4f}" in out, out
