@@ -40,6 +40,10 @@ class Backend:
     #: convert batches on the host for these and on the device for the others, so only
     #: the compact uint8 pixels cross the bus.
     is_host: bool = True
+    #: The library allocates and launches on the calling thread's *current* device (CuPy),
+    #: so nnx runs every operation on a model inside :meth:`activate`. False where arrays
+    #: follow their inputs and ``device=`` is honoured (NumPy, PyTorch, array-api-strict).
+    uses_current_device: bool = False
 
     def __init__(self, xp: Any, device: Any) -> None:
         self.xp = xp
@@ -88,9 +92,17 @@ class Backend:
         return getattr(self.xp, name)
 
     def activate(self) -> Any:
-        """A context manager that makes this backend's device current for a block
-        (``use_backend``); a no-op for libraries without a current device."""
+        """A context manager that makes this backend's device the thread's current one for
+        a block (``use_backend``, and every forward, backward, step, evaluation and batch
+        conversion on a model of this backend); a no-op for libraries without a current
+        device."""
         return contextlib.nullcontext()
+
+    def device_uid(self) -> str:
+        """What identifies this backend's device across processes on one machine (a GPU's
+        PCI bus id; the device's name for host libraries): two ranks with the same uid on
+        one host share the device."""
+        return str(self.device)
 
     def make_current(self) -> None:
         """Make this backend's device the thread's current one (``set_backend``)."""

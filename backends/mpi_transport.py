@@ -245,7 +245,12 @@ def allreduce_floats(comm: Any, mpi: Any, values: Sequence[float]) -> list[float
 
 @dataclass(frozen=True)
 class RankInfo:
-    """What one rank can do for one backend (gathered from every rank before choosing)."""
+    """What one rank can do for one backend (gathered from every rank before choosing).
+
+    ``device`` identifies the device on its host (``Backend.device_uid``: a GPU's PCI bus
+    id), not its index: ranks launched with their own ``CUDA_VISIBLE_DEVICES`` all call
+    their GPU 0, and only the bus id tells whether two of them share one.
+    """
 
     host: str
     device: str
@@ -296,9 +301,10 @@ def nccl_module() -> Any:
 def local_info(mpi: Any, backend: Backend, environ: Mapping[str, str] | None = None) -> RankInfo:
     """This rank's :class:`RankInfo` for ``backend``."""
     is_cupy = backend.name == "cupy"
+    uid = getattr(backend, "device_uid", None)  # duck-typed backends: their device's id/name
     return RankInfo(
         host=mpi.Get_processor_name(),
-        device=str(getattr(backend.device, "id", backend.device)),
+        device=str(uid() if uid is not None else getattr(backend.device, "id", backend.device)),
         nccl=is_cupy and nccl_module() is not None,
         cuda_aware=is_cupy and detect_cuda_aware(mpi, environ),
     )
@@ -317,10 +323,13 @@ def choose_path(library: str, infos: Sequence[RankInfo], forced: str | None = No
     if forced is not None and forced not in PATHS:
         raise ValueError(f"unknown transport path {forced!r}; choose one of {', '.join(PATHS)}")
     places = [(i.host, i.device) for i in infos]
+    shared = sorted({p for p in places if places.count(p) > 1})
     if not all(i.nccl for i in infos):
         no_nccl = "cupy.cuda.nccl is unavailable on some rank"
-    elif len(set(places)) < len(places):
-        no_nccl = "two ranks share one GPU (give each rank its own device)"
+    elif shared:
+        host, dev = shared[0]
+        no_nccl = (f"two ranks share one GPU ({dev} on {host}; give each rank its own device: "
+                   "nnx.distributed.device_for_rank, or NNX_DEVICE per rank)")
     else:
         no_nccl = ""
     if forced == "host":

@@ -12,6 +12,8 @@ from .base import Backend, BackendUnavailableError
 
 
 class NumpyBackend(Backend):
+    """NumPy arrays in host memory (device ``"cpu"``)."""
+
     name = "numpy"
 
     def __init__(self, device: Any = None) -> None:

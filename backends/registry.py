@@ -24,13 +24,23 @@ def _adapter(name: str) -> Any:
     return importlib.import_module(f".{_MODULES[name]}", __package__)
 
 
-def probe(name: str) -> str | None:
-    """None when backend ``name`` can be used here, else the reason it cannot."""
+def probe(name: str, device: Any = None) -> str | None:
+    """None when backend ``name`` can be used here (on ``device`` when given), else the
+    reason it cannot. CuPy's probe compiles and runs a tiny kernel once per device."""
     if name not in _MODULES:
         raise ValueError(_unknown(name))
     if name == "numpy":
         return None
-    return _adapter(name).probe()
+    return _adapter(name).probe(device)
+
+
+def device_count(name: str) -> int:
+    """How many accelerators backend ``name``'s library sees here (0 for host libraries,
+    or when it is not installed); cheap, and creates no device context."""
+    if name not in _MODULES:
+        raise ValueError(_unknown(name))
+    counter = getattr(_adapter(name), "device_count", None)
+    return 0 if counter is None else int(counter())
 
 
 def available_backends() -> list[str]:
@@ -48,7 +58,7 @@ def create_backend(name: str, device: Any = None) -> Backend:
     Raises BackendUnavailableError saying why when the backend cannot be used.
     """
     if name == "auto":
-        reason = probe("cupy")
+        reason = probe("cupy", device)
         if reason is None:
             backend = _adapter("cupy").create(device)
             backend.note = "auto: chose cupy (a CUDA device answered)"
@@ -59,6 +69,20 @@ def create_backend(name: str, device: Any = None) -> Backend:
     if name not in _MODULES:
         raise ValueError(_unknown(name))
     return _adapter(name).create(device)
+
+
+_PLACES: dict[tuple[str, str], Backend] = {}
+
+
+def backend_for(x: Any) -> Backend:
+    """The Backend (library and device) that array ``x`` lives on, one object per place."""
+    lib = array_library(x)
+    dev = array_api_compat.device(x)
+    key = (lib, str(dev))
+    backend = _PLACES.get(key)
+    if backend is None:
+        backend = _PLACES[key] = create_backend(lib, dev)
+    return backend
 
 
 def array_library(x: Any) -> str:

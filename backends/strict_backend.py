@@ -16,14 +16,16 @@ from .base import Backend, BackendUnavailableError
 INSTALL_HINT = "pip install array-api-strict (or pip install 'nnx-array[test]')"
 
 
-def probe() -> str | None:
-    """None when usable, else the reason it is not."""
+def probe(device: Any = None) -> str | None:
+    """None when usable, else the reason it is not (every device exists wherever it does)."""
     if importlib.util.find_spec("array_api_strict") is None:
         return f"array_api_strict is not installed; {INSTALL_HINT}"
     return None
 
 
 class StrictBackend(Backend):
+    """array-api-strict on one of its devices (``"device1"`` stands in for a second GPU)."""
+
     name = "array_api_strict"
 
     def __init__(self, device: Any = None) -> None:

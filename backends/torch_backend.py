@@ -27,7 +27,21 @@ def probe(device: Any = None) -> str | None:
     return None
 
 
+def device_count() -> int:
+    """How many CUDA devices PyTorch sees (0 without torch or CUDA)."""
+    if importlib.util.find_spec("torch") is None:
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - a broken install counts as no device
+        return 0
+
+
 class TorchBackend(Backend):
+    """PyTorch tensors on the CPU or one CUDA device."""
+
     name = "torch"
 
     def __init__(self, device: Any = None) -> None:
@@ -68,6 +82,15 @@ class TorchBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
+
+    def device_uid(self) -> str:
+        if self.device.type == "cuda":
+            try:
+                props = self._torch.cuda.get_device_properties(self.device)
+                return str(getattr(props, "uuid", None) or f"cuda:{self.device.index}")
+            except Exception:  # noqa: BLE001
+                return f"cuda:{self.device.index}"
+        return str(self.device)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -1,8 +1,13 @@
-"""The active backend: ``set_backend``, ``get_backend``, ``use_backend``.
+"""The active backend: ``set_backend``, ``get_backend``, ``use_backend``; device scopes.
 
 ``set_backend`` changes the process-wide default; ``use_backend`` overrides it
 for the current thread or asyncio context only (a ``contextvars.ContextVar``),
 so threads that use different backends do not see each other's choice.
+
+:func:`device_scope` is how nnx keeps arrays on a model's device whatever the thread's
+current device is: every forward (``Module.__call__``), backward (``Sequential``), training
+step and fit (``Trainer``), evaluation and batch conversion (``DataLoader``) runs inside
+the scope of its arrays' device. It costs a dictionary lookup on host libraries.
 """
 
 from __future__ import annotations
@@ -85,6 +90,29 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
             yield backend
     finally:
         _scoped.reset(token)
+
+
+_NO_SCOPE = contextlib.nullcontext()  # reusable and reentrant
+_SCOPED_CLASS: dict[type, type[Backend] | None] = {}  # array type -> its adapter class
+
+
+def device_scope(x: Any) -> contextlib.AbstractContextManager[Any]:
+    """A context manager that makes array ``x``'s device the thread's current device
+    (:meth:`Backend.activate`) for libraries that allocate and launch on the current device
+    (CuPy: ``Backend.uses_current_device``); a shared no-op for the others and for
+    non-arrays. Cheap: the adapter class is looked up once per array type."""
+    kind = type(x)
+    try:
+        cls = _SCOPED_CLASS[kind]
+    except KeyError:
+        try:
+            cls = type(_backends.backend_for(x))
+        except (TypeError, BackendUnavailableError, ValueError):
+            cls = None  # not an array of a known library: nothing to make current
+        _SCOPED_CLASS[kind] = cls
+    if cls is None or not cls.uses_current_device:
+        return _NO_SCOPE
+    return _backends.backend_for(x).activate()
 
 
 def available_backends() -> list[str]:

@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", default=None,
                    help="numpy, torch, cupy, array_api_strict or auto (default: $NNX_BACKEND, "
                         "else auto)")
-    t.add_argument("--device", default=None, help="device for the backend (e.g. 1, cuda:0)")
+    t.add_argument("--device", default=None,
+                   help="device for the backend (e.g. 1, cuda:0); default under --distributed: GPU "
+                        "local_rank %% count (NNX_DEVICE per process wins)")
     t.add_argument("--epochs", type=_positive_int, default=None,
                    help="train until this many epochs are done (default: 10, or the resumed "
                         "run's)")

@@ -229,7 +229,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                            f"{checkpoint} was planned for {horizon} epochs and ends there; "
                            "train longer in a new run")
 
-        backend = set_backend(args.backend, args.device)
+        device = args.device
+        if device is None and dist is not None:  # one GPU per rank: local_rank % n (NNX_DEVICE wins)
+            device = dist.device_for_rank(args.backend or os.environ.get("NNX_BACKEND", "").strip()
+                                          or "auto")
+        backend = set_backend(args.backend, device)
         if backend.note:
             say(f"backend: {backend.note}")
         root, data, prints = _data(args, recipe["dataset"], meta, checkpoint, say, dist)

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import backends as _backends
 from ._array import array_namespace, device, dtype_str, namespace_of, shape_str
-from .backend import resolve_backend
+from .backend import device_scope, resolve_backend
 from .backends import Backend
 
 
@@ -104,7 +104,8 @@ class Module:
         self.backward(grad_out)
 
     def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+        with device_scope(x):  # CuPy: allocate and launch on x's GPU, not the current one
+            return self.forward(x)
 
     # -- structure --------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -275,17 +276,9 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
-_PLACES: dict[tuple[str, str], Backend] = {}
-
-
 def backend_of(x: Any) -> Backend:
     """The Backend (library and device) that array ``x`` lives on."""
-    lib = _backends.array_library(x)
-    dev = device(x)
-    key = (lib, str(dev))
-    if key not in _PLACES:
-        _PLACES[key] = _backends.create_backend(lib, dev.id if lib == "cupy" else dev)
-    return _PLACES[key]
+    return _backends.backend_for(x)
 
 
 class Sequential(Module):
@@ -344,6 +337,10 @@ class Sequential(Module):
         that has parameters, which sets its gradients without computing the
         gradient of its input (layers before it have nothing to learn).
         """
+        with device_scope(grad_out):  # CuPy: on the gradient's GPU, not the current one
+            return self._backward(grad_out, need_input_grad)
+
+    def _backward(self, grad_out: Any, need_input_grad: bool) -> Any:
         from .parallel import active_splitter
 
         splitter = active_splitter(self)

@@ -29,6 +29,7 @@ from typing import Any
 from . import backends as _backends
 from ._array import dtype_str, namespace_of
 from .atomic import write_json_atomic
+from .backend import device_scope
 from .loss import CrossEntropyLoss
 from .lr_scheduler import LRScheduler
 from .module import Module, Sequential, backend_of
@@ -81,18 +82,20 @@ def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = No
         batches = loader.batches(0, backend=None if loader.backend else backend, dtype=dtype)
     else:
         batches = loader
-    try:
-        for x, y in batches:
-            out = model(x)
-            n = int(out.shape[0])
-            loss_sum = loss_sum + loss_fn(out, y) * n  # stays on the device
-            correct = correct + correct_count(out, y, as_int=False)
-            count += n
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ValueError("evaluate: the loader yielded no batches")
-    loss_sum, correct = read_host([loss_sum, correct])  # one transfer for the whole pass
+    params = model.parameters()
+    with device_scope(params[0].data if params else None):  # CuPy: on the model's GPU
+        try:
+            for x, y in batches:
+                out = model(x)
+                n = int(out.shape[0])
+                loss_sum = loss_sum + loss_fn(out, y) * n  # stays on the device
+                correct = correct + correct_count(out, y, as_int=False)
+                count += n
+        finally:
+            model.train(was_training)
+        if count == 0:
+            raise ValueError("evaluate: the loader yielded no batches")
+        loss_sum, correct = read_host([loss_sum, correct])  # one transfer for the whole pass
     return {"loss": loss_sum / count, "acc": int(correct) / count, "n": int(count)}
 
 
@@ -249,6 +252,14 @@ class Trainer:
         Distributed, the returned loss is the mean over ranks (one small collective),
         so every rank sees the same value and stops together on a non-finite loss.
         """
+        with self._device_scope():  # CuPy: forward, loss, backward and update on the model's GPU
+            return self._train_step(x, y)
+
+    def _device_scope(self) -> Any:
+        """The model's device made current (:func:`nnx.backend.device_scope`)."""
+        return device_scope(self.optimizer.params[0].data)
+
+    def _train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
         out = self.model(x)
         loss = self.loss_fn(out, y)  # a 0-d array, left on the device unless read below
         world = self._world()
@@ -329,7 +340,7 @@ class Trainer:
         self._every = self._resolve_sync()
         if self._every != 1 and hasattr(self.loss_fn, "defer_label_check"):
             self.loss_fn.defer_label_check = True  # read with the losses, not every step
-        with self._signals_save():
+        with self._signals_save(), self._device_scope():  # the epoch's sums stay on its GPU
             while self.epoch < epochs:
                 self._run_epoch(train_loader, val_loader, epochs)
                 if self.epoch < epochs and self._agree_stop():  # the same test on every rank

@@ -229,14 +229,16 @@ class DataLoader:
                   start: int) -> Iterator[tuple[Any, Any]]:
         on_device = not be.is_host and self.images.dtype == np.uint8
         for step, idx in enumerate(steps, start):
-            if on_device:  # move the uint8 pixels (4x fewer bytes), scale on the device
-                x = be.xp.astype(be.from_numpy(self.images[idx]), getattr(be.xp, dtype))
-                x /= 255
-            else:
-                x = be.from_numpy(self._images(idx, dtype))
-            if self.transform is not None:
-                x = self.transform.apply(x, self._choices(be, epoch, step, len(idx)))
-            yield x, be.from_numpy(self.labels[idx])
+            with be.activate():  # CuPy: convert on the batch's GPU (not across the yield)
+                if on_device:  # move the uint8 pixels (4x fewer bytes), scale on the device
+                    x = be.xp.astype(be.from_numpy(self.images[idx]), getattr(be.xp, dtype))
+                    x /= 255
+                else:
+                    x = be.from_numpy(self._images(idx, dtype))
+                if self.transform is not None:
+                    x = self.transform.apply(x, self._choices(be, epoch, step, len(idx)))
+                y = be.from_numpy(self.labels[idx])
+            yield x, y
 
     def _choices(self, be: Backend, epoch: int, step: int, n: int) -> Any:
         """The transform's random choices for this rank's ``n`` images of a batch, on ``be``."""

@@ -3,9 +3,11 @@
 Launch ``mpiexec -n 4 python train.py``; every rank holds the whole model and
 a disjoint shard of each batch. A training loop::
 
+    import nnx
     import nnx.distributed as dist
 
     dist.init()                                   # rank/size from MPI, or a 1-process world
+    nnx.set_backend("auto", dist.device_for_rank("auto"))  # GPU local_rank % n; NNX_DEVICE wins
     model = ...; opt = nnx.optim.SGD(model, lr=0.1, momentum=0.9)
     dist.broadcast_parameters(model)              # every rank starts from rank 0's weights
     per_rank = dist.local_batch_size(global_batch)  # ValueError for a bad launch
@@ -37,7 +39,9 @@ from ._collectives import (
 from ._guard import abort, guarded, install_excepthook, run_guarded
 from ._launch import find_mpiexec, mpiexec_command
 from ._world import (
+    DEVICE_ENV,
     barrier,
+    device_for_rank,
     init,
     is_distributed,
     is_main,
@@ -50,6 +54,7 @@ from ._world import (
 
 __all__ = [
     "DEFAULT_BUCKET_BYTES",
+    "DEVICE_ENV",
     "abort",
     "allreduce_gradients",
     "allreduce_mean",
@@ -58,6 +63,7 @@ __all__ = [
     "broadcast_buffers",
     "broadcast_object",
     "broadcast_parameters",
+    "device_for_rank",
     "find_mpiexec",
     "guarded",
     "init",

@@ -17,6 +17,8 @@ logger = logging.getLogger("nnx")
 
 INSTALL_HINT = "pip install 'nnx-array[mpi]'"
 FORCE_ENV = "NNX_DISTRIBUTED"
+#: An explicit device for this process (``0``, ``cuda:1``): wins over the per-rank choice.
+DEVICE_ENV = "NNX_DEVICE"
 # Set by the common launchers in every process they start.
 LAUNCH_VARS = (
     "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
@@ -156,6 +158,46 @@ def world_size() -> int:
 def local_rank() -> int:
     """Rank among the processes on this node (pick the GPU with it: ``local_rank() % n_gpus``)."""
     return get_world().local_rank
+
+
+def device_for_rank(backend: str, *, local_rank: int | None = None,
+                    environ: Mapping[str, str] | None = None) -> Any:
+    """The device this rank should use for ``backend`` (``"cupy"``, ``"torch"``, ``"auto"``,
+    ...): ``NNX_DEVICE`` when set (an index such as ``1`` or a name such as ``cuda:1``),
+    else GPU ``local_rank % n`` of the ``n`` GPUs the library sees, else None (host
+    libraries, no GPU: the backend's default).
+
+    So ranks on one machine spread over its GPUs, one each while there are enough, and a
+    rank whose launcher gives it one GPU through ``CUDA_VISIBLE_DEVICES`` sees ``n = 1``
+    and uses that one. Pass the result to ``nnx.set_backend(backend, device)``; a device
+    given explicitly (``nnx train --device``) should win over this function.
+    ``local_rank`` defaults to :func:`local_rank` (the rank among the processes sharing
+    this node), so call it after :func:`init`.
+    """
+    from .. import backends as _backends
+
+    environ = os.environ if environ is None else environ
+    explicit = environ.get(DEVICE_ENV, "").strip()
+    if explicit:
+        return int(explicit) if explicit.isdigit() else explicit
+    name = str(backend).strip().lower()
+    if name == "auto":  # "auto" picks CuPy when a GPU answers; place the rank on one of them
+        name = "cupy"
+    if name not in _backends.KNOWN_BACKENDS:
+        raise ValueError(f"device_for_rank: unknown backend {backend!r}; choose one of "
+                         f"{', '.join(_backends.KNOWN_BACKENDS)} or 'auto'")
+    count = _backends.device_count(name)
+    if count < 1:
+        return None
+    mine = get_world().local_rank if local_rank is None else int(local_rank)
+    device = mine % count
+    world = get_world()
+    if world.local_size > count and mine == 0:
+        logger.warning("nnx.distributed: %d ranks on this node but %s sees %d GPU(s); ranks "
+                       "share GPUs, so gradients travel through host buffers", world.local_size,
+                       name, count)
+    logger.info("nnx.distributed: local rank %d uses %s device %d of %d", mine, name, device, count)
+    return device
 
 
 def is_main() -> bool:
