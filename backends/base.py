@@ -26,7 +26,8 @@ class Backend:
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``.
+        The adapter's name (``"numpy"``, ``"torch"``, ``"jax"``, ...; see
+        ``nnx.backends.KNOWN_BACKENDS``).
     xp : module
         The array-api-compat namespace of the library (what math code uses).
     device : object
@@ -44,6 +45,15 @@ class Backend:
     #: so nnx runs every operation on a model inside :meth:`activate`. False where arrays
     #: follow their inputs and ``device=`` is honoured (NumPy, PyTorch, array-api-strict).
     uses_current_device: bool = False
+    #: Arrays can be written in place: ``x[key] = v`` works and ``x += v`` keeps the
+    #: object. False for JAX, whose arrays are immutable; :meth:`set_at` and
+    #: :meth:`add_at` then return new arrays, and nnx rebinds what it updates
+    #: (:mod:`nnx._inplace`).
+    mutable_arrays: bool = True
+    #: The library runs element-wise work on one core, so nnx splits a convolutional
+    #: batch across threads itself (:mod:`nnx.parallel`): NumPy. Libraries that thread
+    #: their own operations leave this False.
+    threads_split_batches: bool = False
 
     def __init__(self, xp: Any, device: Any) -> None:
         self.xp = xp
@@ -61,6 +71,19 @@ class Backend:
     def same_place(self, x: Any) -> bool:
         """True when ``x`` belongs to this library and lives on this backend's device."""
         return self.owns(x) and str(self.device_of(x)) == str(self.device)
+
+    # -- updates ----------------------------------------------------------
+    @staticmethod
+    def set_at(x: Any, key: Any, value: Any) -> Any:
+        """``x[key] = value``, returning the updated array (``x`` itself here)."""
+        x[key] = value
+        return x
+
+    @staticmethod
+    def add_at(x: Any, key: Any, value: Any) -> Any:
+        """``x[key] += value``, returning the updated array (``x`` itself here)."""
+        x[key] += value
+        return x
 
     # -- transfer ---------------------------------------------------------
     def from_numpy(self, a: np.ndarray) -> Any:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .base import Backend, BackendUnavailableError
 
+NAME = "cupy"
 INSTALL_HINT = (
     "pip install 'nnx-array[cuda12]' for CUDA 12 or 'nnx-array[cuda13]' for CUDA 13"
 )
@@ -169,10 +170,19 @@ def pci_bus_id(cupy: Any, index: int) -> str:
         return f"cuda:{index}"
 
 
+def owns(x: Any) -> bool:
+    return array_api_compat.is_cupy_array(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """The values of CuPy array ``x`` copied to host memory."""
+    return x.get()
+
+
 class CupyBackend(Backend):
     """CuPy on one GPU; every operation on its arrays runs with that GPU current."""
 
-    name = "cupy"
+    name = NAME
     is_host = False
     uses_current_device = True
 
@@ -208,7 +218,7 @@ class CupyBackend(Backend):
         return pci_bus_id(self._cupy, self.device.id)
 
     def owns(self, x: Any) -> bool:
-        return array_api_compat.is_cupy_array(x)
+        return owns(x)
 
     def same_place(self, x: Any) -> bool:
         return self.owns(x) and x.device.id == self.device.id
@@ -218,7 +228,7 @@ class CupyBackend(Backend):
             return self._cupy.asarray(a)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return x.get()
+        return to_numpy(x)
 
     def synchronize(self) -> None:
         self.device.synchronize()

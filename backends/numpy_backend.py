@@ -10,11 +10,27 @@ import numpy as np
 
 from .base import Backend, BackendUnavailableError
 
+NAME = "numpy"
+
+
+def probe(device: Any = None) -> str | None:
+    """None: NumPy is always there (a bad ``device`` is reported when the backend is made)."""
+    return None
+
+
+def owns(x: Any) -> bool:
+    return array_api_compat.is_numpy_array(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
 
 class NumpyBackend(Backend):
     """NumPy arrays in host memory (device ``"cpu"``)."""
 
-    name = "numpy"
+    name = NAME
+    threads_split_batches = True
 
     def __init__(self, device: Any = None) -> None:
         if device not in (None, "cpu"):
@@ -24,7 +40,7 @@ class NumpyBackend(Backend):
         super().__init__(xp_numpy, "cpu")
 
     def owns(self, x: Any) -> bool:
-        return array_api_compat.is_numpy_array(x)
+        return owns(x)
 
     def device_of(self, x: Any) -> Any:
         return "cpu"

@@ -10,34 +10,41 @@ import numpy as np
 
 from .base import Backend
 
-KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict")
+#: The adapter modules, one per array library, in the order nnx lists and tries them.
+#: Each declares ``NAME``, ``probe(device)``, ``owns(x)``, ``to_numpy(x)`` and
+#: ``create(device)`` (and ``device_count()`` for accelerator libraries); everything
+#: else here (the backend list, ownership, host transfer, the CLI's and nnx.testing's
+#: lists) is built from those declarations. A new library is one file and one entry.
+ADAPTER_MODULES = ("numpy_backend", "strict_backend", "torch_backend", "cupy_backend",
+                   "jax_backend")
 
-_MODULES = {
-    "numpy": "numpy_backend",
-    "cupy": "cupy_backend",
-    "torch": "torch_backend",
-    "array_api_strict": "strict_backend",
-}
+_ADAPTERS: dict[str, Any] = {}
+for _module in ADAPTER_MODULES:
+    _adapter_module = importlib.import_module(f".{_module}", __package__)
+    _ADAPTERS[_adapter_module.NAME] = _adapter_module
+del _module, _adapter_module
+
+#: Every backend name nnx knows, in :data:`ADAPTER_MODULES` order.
+KNOWN_BACKENDS = tuple(_ADAPTERS)
+_OWNERS = tuple(_ADAPTERS.values())
 
 
 def _adapter(name: str) -> Any:
-    return importlib.import_module(f".{_MODULES[name]}", __package__)
+    return _ADAPTERS[name]
 
 
 def probe(name: str, device: Any = None) -> str | None:
     """None when backend ``name`` can be used here (on ``device`` when given), else the
     reason it cannot. CuPy's probe compiles and runs a tiny kernel once per device."""
-    if name not in _MODULES:
+    if name not in _ADAPTERS:
         raise ValueError(_unknown(name))
-    if name == "numpy":
-        return None
     return _adapter(name).probe(device)
 
 
 def device_count(name: str) -> int:
     """How many accelerators backend ``name``'s library sees here (0 for host libraries,
     or when it is not installed); cheap, and creates no device context."""
-    if name not in _MODULES:
+    if name not in _ADAPTERS:
         raise ValueError(_unknown(name))
     counter = getattr(_adapter(name), "device_count", None)
     return 0 if counter is None else int(counter())
@@ -66,7 +73,7 @@ def create_backend(name: str, device: Any = None) -> Backend:
             backend = _adapter("numpy").create(None)
             backend.note = f"auto: chose numpy ({reason})"
         return backend
-    if name not in _MODULES:
+    if name not in _ADAPTERS:
         raise ValueError(_unknown(name))
     return _adapter(name).create(device)
 
@@ -85,33 +92,30 @@ def backend_for(x: Any) -> Backend:
     return backend
 
 
+def _owner(x: Any) -> Any:
+    """The adapter module whose library array ``x`` belongs to, or None."""
+    for adapter in _OWNERS:
+        if adapter.owns(x):
+            return adapter
+    return None
+
+
 def array_library(x: Any) -> str:
     """The backend name whose library ``x`` belongs to; TypeError for non-arrays."""
-    if array_api_compat.is_numpy_array(x):
-        return "numpy"
-    if array_api_compat.is_cupy_array(x):
-        return "cupy"
-    if array_api_compat.is_torch_array(x):
-        return "torch"
-    if hasattr(x, "__array_namespace__"):
-        ns = array_api_compat.array_namespace(x)
-        if array_api_compat.is_array_api_strict_namespace(ns):
-            return "array_api_strict"
-    raise TypeError(f"expected an array of {', '.join(KNOWN_BACKENDS)}, got {type(x).__name__}")
+    adapter = _owner(x)
+    if adapter is None:
+        raise TypeError(f"expected an array of {', '.join(KNOWN_BACKENDS)}, got {type(x).__name__}")
+    return adapter.NAME
 
 
 def to_numpy(x: Any) -> np.ndarray:
     """A host NumPy array holding the values of ``x`` (an array of any backend, or a scalar)."""
     if isinstance(x, (int, float, bool, list, tuple, np.generic, np.ndarray)):
         return np.asarray(x)
-    lib = array_library(x)
-    if lib == "numpy":
-        return np.asarray(x)
-    if lib == "cupy":
-        return x.get()
-    if lib == "torch":
-        return x.detach().cpu().numpy()
-    return _adapter("array_api_strict").StrictBackend(None).to_numpy(x)
+    adapter = _owner(x)
+    if adapter is None:
+        raise TypeError(f"expected an array of {', '.join(KNOWN_BACKENDS)}, got {type(x).__name__}")
+    return adapter.to_numpy(x)
 
 
 def asarray(x: Any, backend: Backend, dtype: str | None = None, copy: bool = False) -> Any:

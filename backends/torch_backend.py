@@ -10,6 +10,7 @@ import numpy as np
 
 from .base import Backend, BackendUnavailableError
 
+NAME = "torch"
 INSTALL_HINT = "pip install 'nnx-array[torch]' (or pip install torch)"
 
 
@@ -39,10 +40,19 @@ def device_count() -> int:
         return 0
 
 
+def owns(x: Any) -> bool:
+    return array_api_compat.is_torch_array(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """The values of tensor ``x`` in host memory (shared with a CPU tensor)."""
+    return x.detach().cpu().numpy()
+
+
 class TorchBackend(Backend):
     """PyTorch tensors on the CPU or one CUDA device."""
 
-    name = "torch"
+    name = NAME
 
     def __init__(self, device: Any = None) -> None:
         reason = probe(device)
@@ -73,7 +83,7 @@ class TorchBackend(Backend):
         self.is_host = dev.type == "cpu"
 
     def owns(self, x: Any) -> bool:
-        return array_api_compat.is_torch_array(x)
+        return owns(x)
 
     def from_numpy(self, a: np.ndarray) -> Any:
         if not a.flags.writeable:
@@ -81,7 +91,7 @@ class TorchBackend(Backend):
         return self._torch.as_tensor(a, device=self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return x.detach().cpu().numpy()
+        return to_numpy(x)
 
     def device_uid(self) -> str:
         if self.device.type == "cuda":

@@ -31,7 +31,8 @@ MIN_PER_THREAD = 32
 
 
 def auto_threads(model: Module, batch_size: int | None = None) -> int:
-    """Threads worth using for ``model``: one per usable core on the NumPy backend when
+    """Threads worth using for ``model``: one per usable core on a backend that
+    declares ``threads_split_batches`` (NumPy) when
     its BLAS thread count can be controlled and the model has convolutions and no layer
     that cannot be split (:func:`splittable`), else 1;
     with ``batch_size``, no more than the batch gives :data:`MIN_PER_THREAD` samples each.
@@ -46,7 +47,7 @@ def auto_threads(model: Module, batch_size: int | None = None) -> int:
     if not params:
         return 1
     be: Backend = backend_of(params[0].data)
-    if be.name != "numpy" or not blas_threads_controllable():
+    if not be.threads_split_batches or not blas_threads_controllable():
         return 1
     from .layers import Conv2d
 

@@ -32,8 +32,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (1e-9, 1e-11),
 }
 
-#: Every backend spec nnx knows: "name" or "name:device".
-ALL_BACKEND_SPECS = ("numpy", "array_api_strict", "torch", "cupy")
+#: Every backend spec nnx knows: "name" or "name:device" (one per adapter in
+#: ``nnx.backends``).
+ALL_BACKEND_SPECS = _backends.KNOWN_BACKENDS
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

@@ -786,8 +786,9 @@ def test_assert_matches_reference_catches_bad_results(backend, rng):
         a *= 2.0
         return a * 1.0
 
-    with pytest.raises(AssertionError, match="input 0 was modified"):
-        nt.assert_matches_reference(modifies, x, backend=backend, dtype="float32")
+    if backend.mutable_arrays:  # JAX's ``a *= 2.0`` makes a new array: nothing to catch
+        with pytest.raises(AssertionError, match="input 0 was modified"):
+            nt.assert_matches_reference(modifies, x, backend=backend, dtype="float32")
 
     def off_on_others(a):
         return a * (1.0 if nnx.get_backend().name == "numpy" and nt.dtype_of(a) == "float64"

@@ -72,12 +72,12 @@ def _poly(coeffs: tuple[float, ...], t: Any) -> Any:
 
 def _erf_parts(xp: Any, x: Any) -> tuple[Any, Any, Any, Any, Any]:
     """The pieces :func:`erf` and :func:`erfc` assemble: |x|, x clamped to the small
-    interval and x·P/Q there, P1/Q1 about 1 and erfc(|x|) of the tail (each on |x| clamped
+    interval and P/Q there (the series is x + x·P/Q), P1/Q1 about 1 and erfc(|x|) of the tail (each on |x| clamped
     to its interval)."""
     a = xp.abs(x)
     xs = xp.clip(x, -_SMALL, _SMALL)
     z = xs * xs
-    xr = xs * (_poly(_PP, z) / _poly(_QQ, z))
+    ratio = _poly(_PP, z) / _poly(_QQ, z)
     s = xp.clip(a, _SMALL, _NEAR_ONE) - 1.0
     pq = _poly(_PA, s) / _poly(_QA, s)
     b = xp.clip(a, _NEAR_ONE, _TAIL_END)
@@ -86,7 +86,7 @@ def _erf_parts(xp: Any, x: Any) -> tuple[Any, Any, Any, Any, Any]:
     h = xp.floor(b * 128.0) / 128.0
     tail = xp.exp(-(h * h) - 0.5625) * xp.exp((h - b) * (h + b) + rs) / b
     tail = xp.where(a >= _TAIL_END, 0.0, tail)
-    return a, xs, xr, pq, tail
+    return a, xs, ratio, pq, tail
 
 
 def erf(xp: Any, x: Any) -> Any:
@@ -94,8 +94,12 @@ def erf(xp: Any, x: Any) -> Any:
     array (any shape; same dtype and device). erf(−x) = −erf(x) exactly; erf(0) = 0;
     erf(±inf) = ±1; NaN stays NaN. Measured: within 1 ulp of math.erf in float64 and of the
     correctly rounded value in float32 (tests/test_activations.py checks 2 ulps)."""
-    a, xs, xr, pq, tail = _erf_parts(xp, x)
-    small = xs + xr
+    a, xs, ratio, pq, tail = _erf_parts(xp, x)
+    # x + x·P/Q, scaled by 8 and back (exact in binary) so that x·P/Q stays a normal
+    # number for every normal x: libraries that flush subnormals to zero (XLA on the CPU)
+    # keep erf's accuracy down to the smallest normal number.
+    x8 = 8.0 * xs
+    small = 0.125 * (x8 + x8 * ratio)
     mag = xp.where(a < _NEAR_ONE, _ERX + pq, 1.0 - tail)
     return xp.where(a < _SMALL, small, xp.where(x < 0, -mag, mag))
 
@@ -104,7 +108,8 @@ def erfc(xp: Any, x: Any) -> Any:
     """The complementary error function erfc(x) = 1 − erf(x), element-wise, accurate in
     relative terms where it is small (x → +inf) as well (within a few ulps down to the
     smallest normal number); erfc(+inf) = 0, erfc(−inf) = 2."""
-    a, xs, xr, pq, tail = _erf_parts(xp, x)
+    a, xs, ratio, pq, tail = _erf_parts(xp, x)
+    xr = xs * ratio
     # above x = 1/4, 0.5 − (x·R + (x − 0.5)) rounds less than 1 − (x + x·R) (fdlibm's split)
     small = xp.where(xs < 0.25, 1.0 - (xs + xr), 0.5 - (xr + (xs - 0.5)))
     near_one = xp.where(x < 0, 1.0 + (_ERX + pq), (1.0 - _ERX) - pq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._array import device
+from .._inplace import set_at
 
 
 def zero_pad2d_forward(xp: Any, x: Any, pad: tuple[int, int, int, int]) -> Any:
@@ -12,8 +13,7 @@ def zero_pad2d_forward(xp: Any, x: Any, pad: tuple[int, int, int, int]) -> Any:
     left, right, top, bottom = pad
     *lead, h, w = x.shape
     out = xp.zeros((*lead, h + top + bottom, w + left + right), dtype=x.dtype, device=device(x))
-    out[..., top:top + h, left:left + w] = x
-    return out
+    return set_at(out, (..., slice(top, top + h), slice(left, left + w)), x)
 
 
 def zero_pad2d_backward(xp: Any, grad: Any, pad: tuple[int, int, int, int]) -> Any:

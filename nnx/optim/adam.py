@@ -71,13 +71,15 @@ class Adam(Optimizer):
             g = self.decayed_grad(p, group)
         m, v = state.get("exp_avg"), state.get("exp_avg_sq")
         if m is None:
-            m = state["exp_avg"] = xp.zeros_like(p.data)
+            m = xp.zeros_like(p.data)
         if v is None:
-            v = state["exp_avg_sq"] = xp.zeros_like(p.data)
+            v = xp.zeros_like(p.data)
         m *= beta1
         m += (1.0 - beta1) * g
         v *= beta2
         v += (1.0 - beta2) * (g * g)
+        # The same arrays where updates are in place; new ones on immutable arrays (JAX).
+        state["exp_avg"], state["exp_avg_sq"] = m, v
         if group["amsgrad"]:
             u = state.get("max_exp_avg_sq")
             u = xp.asarray(v, copy=True) if u is None else xp.maximum(u, v)

@@ -39,8 +39,9 @@ class MomentGD(Optimizer):
         lr = group["lr"]
         v = state.get("velocity")
         if v is None:
-            v = state["velocity"] = -lr * g
+            v = -lr * g
         else:
             v *= group["mu"]
             v -= lr * g
+        state["velocity"] = v  # the same array where updates are in place (not in JAX)
         p.data += v

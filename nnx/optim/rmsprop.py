@@ -56,15 +56,17 @@ class RMSprop(Optimizer):
         lr, alpha, mu = group["lr"], group["alpha"], group["momentum"]
         s = state.get("square_avg")
         if s is None:
-            s = state["square_avg"] = xp.zeros_like(p.data)
+            s = xp.zeros_like(p.data)
         s *= alpha
         s += (1.0 - alpha) * (g * g)
+        state["square_avg"] = s  # the same array where updates are in place (not in JAX)
         if group["centered"]:
             a = state.get("grad_avg")
             if a is None:
-                a = state["grad_avg"] = xp.zeros_like(p.data)
+                a = xp.zeros_like(p.data)
             a *= alpha
             a += (1.0 - alpha) * g
+            state["grad_avg"] = a
             d = xp.sqrt(s - a * a)
         else:
             d = xp.sqrt(s)
@@ -72,9 +74,10 @@ class RMSprop(Optimizer):
         if mu > 0.0:
             b = state.get("momentum_buffer")
             if b is None:
-                b = state["momentum_buffer"] = xp.zeros_like(p.data)
+                b = xp.zeros_like(p.data)
             b *= mu
             b += g / d
+            state["momentum_buffer"] = b
             p.data -= lr * b
         else:
             step = g / d
