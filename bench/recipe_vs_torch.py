@@ -114,8 +114,11 @@ MODERN = ["--model", "convnet", "--augment", "--optimizer", "sgd", "--momentum",
           "--label-smoothing", "0.1", "--epochs", "15"]
 
 
-def run_modern(seed: int, data_dir: str, out: str) -> dict:
-    """The modern recipe: ``nnx train`` itself, then the same in PyTorch."""
+def run_modern(seed: int, data_dir: str, out: str, reuse: bool = False) -> dict:
+    """The modern recipe: ``nnx train`` itself, then the same in PyTorch. With ``reuse``,
+    a finished ``nnx train`` run already in the output folder is read, not run again (its
+    time is the sum of its epochs'). The seed's result is also written to
+    ``<out>/seed<N>.json`` as soon as it is known."""
     import os
     import subprocess
     import sys
@@ -135,11 +138,17 @@ def run_modern(seed: int, data_dir: str, out: str) -> dict:
     cmd = [str(Path(sys.executable).with_name("nnx")), "train", *MODERN, "--data", data_dir,
            "--seed", str(seed), "--out", str(run_dir), "--overwrite", "--no-progress",
            "--backend", "numpy"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env={k: v for k, v in os.environ.items()
-                                         if k != "NNX_BACKEND"})
-    t_nnx = time.perf_counter() - t0
-    hist = json.loads((run_dir / "history.json").read_text())
+    epochs_wanted = int(MODERN[MODERN.index("--epochs") + 1])
+    hist_path = run_dir / "history.json"
+    done = hist_path.is_file() and len(json.loads(hist_path.read_text())["epochs"]) == epochs_wanted
+    if reuse and done:
+        t_nnx = sum(e["seconds"] for e in json.loads(hist_path.read_text())["epochs"])
+    else:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env={k: v for k, v in os.environ.items()
+                                             if k != "NNX_BACKEND"})
+        t_nnx = time.perf_counter() - t0
+    hist = json.loads(hist_path.read_text())
     nnx_acc = [e["val_acc"] for e in hist["epochs"]]
 
     flags = dict(zip(MODERN[::2], MODERN[1::2]))
@@ -184,11 +193,13 @@ def run_modern(seed: int, data_dir: str, out: str) -> dict:
                 correct += int((out_.argmax(1) == torch.from_numpy(nnx.to_numpy(y))).sum())
         torch_acc.append(correct / len(data.test_labels))
     t_torch = time.perf_counter() - t0
-    return {"model": "convnet", "seed": seed,
-            "nnx": {"final": nnx_acc[-1], "best": max(nnx_acc), "seconds": round(t_nnx, 1),
-                    "per_epoch": nnx_acc},
-            "torch": {"final": torch_acc[-1], "best": max(torch_acc),
-                      "seconds": round(t_torch, 1), "per_epoch": torch_acc}}
+    result = {"model": "convnet", "seed": seed,
+              "nnx": {"final": nnx_acc[-1], "best": max(nnx_acc), "seconds": round(t_nnx, 1),
+                      "per_epoch": nnx_acc},
+              "torch": {"final": torch_acc[-1], "best": max(torch_acc),
+                        "seconds": round(t_torch, 1), "per_epoch": torch_acc}}
+    (Path(out) / f"seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def main() -> None:
@@ -199,11 +210,14 @@ def main() -> None:
     p.add_argument("--models", default="mlp,lenet5")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--reuse", action="store_true",
+                   help="modern recipe: read finished nnx runs in --out instead of rerunning them")
     args = p.parse_args()
     if args.recipe == "modern":
         if args.data is None:
             p.error("--recipe modern needs --data DIR (the full MNIST)")
-        runs = [run_modern(int(s), args.data, args.out) for s in args.seeds.split(",")]
+        runs = [run_modern(int(s), args.data, args.out, args.reuse)
+                for s in args.seeds.split(",")]
         summary = {k: {"mean_final": float(np.mean([r[k]["final"] for r in runs])),
                        "min_final": float(np.min([r[k]["final"] for r in runs]))}
                    for k in ("nnx", "torch")}
