@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .._env import env_flag
 from .base import Backend, dtype_name
 from .registry import array_library, to_numpy
 
@@ -43,8 +43,6 @@ DEFAULT_BUCKET_BYTES = 32 * 2**20
 PATHS = ("host", "mpi-direct", "nccl")
 PATH_ENV = "NNX_DIST_PATH"
 CUDA_AWARE_ENV = "NNX_MPI_CUDA_AWARE"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 # -- grouping and bucketing ----------------------------------------------------
@@ -258,26 +256,13 @@ class RankInfo:
     cuda_aware: bool
 
 
-def env_flag(environ: Mapping[str, str], name: str) -> bool | None:
-    """True / False for a yes/no environment variable, None when unset or empty."""
-    text = environ.get(name, "").strip().lower()
-    if not text:
-        return None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name}={environ[name]!r}: use 1 or 0")
-
-
 def detect_cuda_aware(mpi: Any, environ: Mapping[str, str] | None = None) -> bool:
     """Whether the MPI library accepts CUDA device buffers.
 
     ``NNX_MPI_CUDA_AWARE=1``/``0`` decides when set; otherwise mpi4py's
     ``MPI.Query_cuda_support()`` when this mpi4py/MPI pair offers it; otherwise False.
     """
-    environ = os.environ if environ is None else environ
-    flag = env_flag(environ, CUDA_AWARE_ENV)
+    flag = env_flag(CUDA_AWARE_ENV, environ=environ)
     if flag is not None:
         return flag
     query = getattr(mpi, "Query_cuda_support", None)

@@ -8,7 +8,7 @@ See bench/README.md for the fields of its JSON and how to read the ratios.
 
 Modules: ``run`` (command line and orchestration), ``worker`` (one
 measurement, run in a child process), ``models_torch`` (the PyTorch
-reference models), ``seed_conv`` (the seed report's nested-loop convolution),
+reference models), ``seed_conv`` (the course report's nested-loop convolution),
 ``machine`` (machine description, BLAS and memory probes) and ``report``
 (aggregation into comparisons and the table).
 """

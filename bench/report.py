@@ -17,7 +17,7 @@ TARGET_BATCH = 128
 TARGET_IMPL = "nnx/numpy"
 TARGET_REFERENCE = "torch/cpu"
 TARGETS = {"MLP": 1.0, "LeNet5": 1.6, "WideCNN": 1.3}
-"""Issue 6's targets: nnx-on-NumPy / PyTorch-CPU median step-time ratio at batch 128."""
+"""The speed targets: nnx-on-NumPy / PyTorch-CPU median step-time ratio at batch 128."""
 
 BUSY_LOAD = 0.25
 """Foreign load (CPU cores busy with other processes) above which a row is flagged."""
@@ -117,7 +117,8 @@ def compare(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def check_targets(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 6's targets, evaluated on this run where it measured them (never asserted)."""
+    """The speed targets (:data:`TARGETS`), evaluated on this run where it measured them (never
+    asserted)."""
     out = []
     for c in comparisons:
         if (c["impl"], c["reference"], c["batch"]) != (TARGET_IMPL, TARGET_REFERENCE, TARGET_BATCH):
@@ -192,11 +193,11 @@ def _footer(doc: dict[str, Any]) -> list[str]:
     seed = doc.get("seed_conv")
     if seed and "speedup" in seed:
         lines.append(
-            f"seed nested-loop Conv2d forward {seed['input_shape']} → {seed['output_shape']}: "
+            f"the course report's nested-loop Conv2d forward {seed['input_shape']} → {seed['output_shape']}: "
             f"{seed['seed_forward_ms']:.1f} ms; nnx/numpy {seed['nnx_forward_ms']:.3f} ms: "
             f"{seed['speedup']:.0f}× faster (max |diff| {seed['max_abs_diff']:.1e})")
     elif seed:
-        lines.append(f"seed conv: {seed.get('error')}")
+        lines.append(f"the course report's nested-loop Conv2d: {seed.get('error')}")
     for t in doc.get("targets", []):
         state = {True: "met", False: "NOT met", None: "—"}
         lines.append(f"target {t['model']} b{t['batch']}: nnx/numpy ÷ torch/cpu "

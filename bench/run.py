@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke-test settings: MLP, batch 32, 1 round, 5 steps (explicit flags win)")
     p.add_argument("--seed-conv", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the seed report's nested-loop Conv2d forward (default: on)")
+                   help="also time the course report's nested-loop Conv2d forward (default: on)")
     p.add_argument("--unset-openblas-env", action="store_true",
                    help=f"remove {' and '.join(OPENBLAS_ENV_VARS)} from the child processes' "
                         "environment (this process's is left alone)")

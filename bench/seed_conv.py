@@ -1,6 +1,6 @@
-"""The seed report's nested-loop Conv2d forward, timed against nnx's Conv2d.
+"""The course report's nested-loop Conv2d forward, timed against nnx's Conv2d.
 
-``SeedConv2D.forward`` is the seed report's code (section 卷积层, 前向传播)
+``ReportConv2D.forward`` is the course report's code (section 卷积层, 前向传播)
 as written there: loops over batch, output channel, output row and output
 column, each output computed as ``np.sum(patch * W[oc]) + b[oc, 0, 0]`` into
 a float64 ``np.zeros`` buffer. The report elides its padding code
@@ -26,8 +26,8 @@ import numpy as np
 MARKER = "BENCH_RESULT "
 
 
-class SeedConv2D:
-    """The seed's conv2D layer, forward only: W (out, in, kH, kW), b (out, 1, 1)."""
+class ReportConv2D:
+    """The course report's conv2D layer, forward only: W (out, in, kH, kW), b (out, 1, 1)."""
 
     def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0) -> None:
         self.W = W
@@ -94,7 +94,7 @@ def compare(batch: int = 8, in_channels: int = 1, out_channels: int = 6, size: i
         layer = nnx.Conv2d(in_channels, out_channels, kernel, padding=padding)
     w = nnx.to_numpy(layer.weight.data)
     b = nnx.to_numpy(layer.bias.data).reshape(out_channels, 1, 1)
-    seed_layer = SeedConv2D(w, b, padding=padding)
+    seed_layer = ReportConv2D(w, b, padding=padding)
     x = np.random.default_rng(0).random((batch, in_channels, size, size), dtype=np.float32)
 
     layer(x)  # warm up nnx once (first-call allocations)

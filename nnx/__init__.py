@@ -43,6 +43,7 @@ _NAMES = {
     "backend_of": "module",
     "clip_grad_norm_": "optim", "clip_grad_value_": "optim", "export_onnx": "onnx_export",
     "Trainer": "trainer", "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
+    "evaluate": "trainer",
 }
 _SUBMODULES = ("backend", "backends", "checkpoint", "data", "datasets", "distributed",
                "functional", "init", "interop", "layers", "loss", "lr_scheduler", "models",
@@ -102,7 +103,7 @@ if TYPE_CHECKING:  # what static tools see
     from .module import Buffer, Module, Parameter, Sequential, backend_of
     from .onnx_export import export_onnx
     from .optim import clip_grad_norm_, clip_grad_value_
-    from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
+    from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, evaluate
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -137,6 +138,7 @@ __all__ = [
     "backend_of",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "evaluate",
     "export_onnx",
     "get_backend",
     "load",

@@ -6,7 +6,9 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-__all__ = ["array_namespace", "device", "dtype_str", "namespace_of", "shape_str"]
+from .backends.base import dtype_name
+
+__all__ = ["array_namespace", "device", "dtype_name", "namespace_of", "shape_str"]
 
 _NAMESPACES: dict[type, Any] = {}
 
@@ -19,10 +21,6 @@ def namespace_of(x: Any) -> Any:
         ns = array_namespace(x)
         _NAMESPACES[type(x)] = ns
     return ns
-
-
-def dtype_str(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]
 
 
 def shape_str(shape: Any) -> str:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .backends import KNOWN_BACKENDS
 from .recipe import CHOICES, DEFAULTS, show
 
 
@@ -67,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                  action="store_const", const=True)
     _recipe_flag(t, "model", "network", choices=CHOICES["model"])
     t.add_argument("--backend", default=None,
-                   help="numpy, torch, cupy, array_api_strict or auto (default: $NNX_BACKEND, "
-                        "else auto)")
+                   help=f"{', '.join(KNOWN_BACKENDS)} or auto (default: $NNX_BACKEND, else "
+                        "auto)")
     t.add_argument("--device", default=None,
                    help="device for the backend (e.g. 1, cuda:0); default under --distributed: GPU "
                         "local_rank %% count (NNX_DEVICE per process wins)")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import backends as _backends
-from ._array import dtype_str, shape_str
+from ._array import dtype_name, shape_str
 from .layers import Linear
 from .module import Buffer, Module, Parameter
 
@@ -169,7 +169,7 @@ def load_torch_state_dict(model: Module, state_dict: Mapping[str, Any],
             problems.append(f"{name}: shape {shape_str(a.shape)} in the state_dict, expected "
                             f"{shape_str(torch_shape)}{layout}")
             continue
-        target_dtype = dtype_str(targets[name].dtype)
+        target_dtype = dtype_name(targets[name].dtype)
         if target_dtype.startswith("float"):
             if a.dtype.kind != "f":
                 problems.append(f"{name}: dtype {a.dtype} in the state_dict, a floating dtype "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-from ._array import array_namespace, device, dtype_str, shape_str
+from ._array import array_namespace, device, dtype_name, shape_str
 from .functional import log_softmax
 
 
@@ -59,7 +59,7 @@ class CrossEntropyLoss:
                              f"{shape_str(logits.shape)}")
         if not xp.isdtype(logits.dtype, "real floating"):
             raise TypeError(f"{name}: logits must be float32 or float64, got "
-                            f"{dtype_str(logits.dtype)}")
+                            f"{dtype_name(logits.dtype)}")
         bsz, classes = int(logits.shape[0]), int(logits.shape[1])
         if str(device(logits)) != str(device(labels)):
             raise TypeError(f"{name}: logits are on device {device(logits)} but labels on "
@@ -68,7 +68,7 @@ class CrossEntropyLoss:
             raise ValueError(f"{name}: labels must have shape ({bsz},) to match logits "
                              f"{shape_str(logits.shape)}, got {shape_str(labels.shape)}")
         if not xp.isdtype(labels.dtype, "integral"):
-            raise ValueError(f"{name}: labels must be integers, got {dtype_str(labels.dtype)}")
+            raise ValueError(f"{name}: labels must be integers, got {dtype_name(labels.dtype)}")
         if bsz == 0:
             raise ValueError(f"{name}: empty batch")
         if labels.dtype != xp.int64:

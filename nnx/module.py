@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from . import backends as _backends
-from ._array import array_namespace, device, dtype_str, namespace_of, shape_str
+from ._array import array_namespace, device, dtype_name, namespace_of, shape_str
 from .backend import device_scope, resolve_backend
 from .backends import Backend
 
@@ -43,7 +43,7 @@ class Parameter:
         return self.data.dtype
 
     def __repr__(self) -> str:
-        return (f"Parameter(shape={shape_str(self.data.shape)}, dtype={dtype_str(self.data.dtype)}"
+        return (f"Parameter(shape={shape_str(self.data.shape)}, dtype={dtype_name(self.data.dtype)}"
                 f", weight_decay={self.weight_decay})")
 
 
@@ -69,7 +69,7 @@ class Buffer:
         return self.data.dtype
 
     def __repr__(self) -> str:
-        return f"Buffer(shape={shape_str(self.data.shape)}, dtype={dtype_str(self.data.dtype)})"
+        return f"Buffer(shape={shape_str(self.data.shape)}, dtype={dtype_name(self.data.dtype)})"
 
 
 class Module:
@@ -95,11 +95,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def backward_params_only(self, grad_out: Any) -> None:
-        """Set the parameters' gradients without computing d(loss)/d(input).
+        """Set the parameters' gradients without returning d(loss)/d(input).
 
-        Used for the first layer of a network, whose input (the data) needs no
-        gradient; layers override it to skip that work, as PyTorch skips inputs
-        that do not require grad.
+        What :class:`nnx.Trainer` (and the threaded batch split) call on a model, whose
+        input (the data) needs no gradient, and what a Sequential calls on its first
+        layer with parameters. This base version runs :meth:`backward` and drops the
+        input gradient, so every Module supports it; modules that can skip that work
+        override it (Sequential, Linear, Conv2d, BatchNorm, Residual), as PyTorch skips
+        inputs that do not require grad.
         """
         self.backward(grad_out)
 
@@ -222,9 +225,9 @@ class Module:
             if shape != p.shape:
                 problems.append(f"{name}: shape {shape_str(shape)} in state_dict, "
                                 f"{shape_str(p.shape)} in model")
-            if dtype_str(value.dtype) != dtype_str(p.dtype):
-                problems.append(f"{name}: dtype {dtype_str(value.dtype)} in state_dict, "
-                                f"{dtype_str(p.dtype)} in model")
+            if dtype_name(value.dtype) != dtype_name(p.dtype):
+                problems.append(f"{name}: dtype {dtype_name(value.dtype)} in state_dict, "
+                                f"{dtype_name(p.dtype)} in model")
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
         for name, value in state_dict.items():
@@ -256,7 +259,7 @@ class Module:
                 dest = backend_of(p.data)
             # a move to another library copies (torch <-> NumPy on the CPU could share memory)
             moved = dest.name != _backends.array_library(p.data)
-            cast = dtype if dtype_str(p.data.dtype).startswith("float") else None
+            cast = dtype if dtype_name(p.data.dtype).startswith("float") else None
             p.data = _backends.asarray(p.data, dest, dtype=cast, copy=moved)
             if isinstance(p, Parameter):
                 p.grad = None

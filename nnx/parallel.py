@@ -163,8 +163,11 @@ class BatchSplitter:
 
     def _backward_slice(self, i: int, grad: Any, need_input_grad: bool) -> Any:
         b = self.bounds
-        return self.replicas[i].backward(grad[b[i]:b[i + 1], ...],
-                                         need_input_grad=need_input_grad)
+        replica, g = self.replicas[i], grad[b[i]:b[i + 1], ...]
+        if need_input_grad:
+            return replica.backward(g)
+        replica.backward_params_only(g)  # any Module: it skips its input's gradient if it can
+        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

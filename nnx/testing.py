@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import backends as _backends
-from ._array import array_namespace, device, dtype_str
+from ._array import array_namespace, device, dtype_name
 from .backend import use_backend
 from .backends import Backend
 
@@ -79,7 +79,7 @@ def make_backend(spec: str | Backend) -> Backend:
 
 def dtype_of(x: Any) -> str:
     """``"float32"`` / ``"float64"`` / ... for an array of any backend."""
-    return dtype_str(x.dtype)
+    return dtype_name(x.dtype)
 
 
 def tolerance(dtype: str) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Trainer: the seed report's RunnerM — fit, evaluate, history, checkpoints, resume.
+"""Trainer: fit, evaluate, history, checkpoints, resume; and :func:`evaluate` on its own.
 
 One epoch: for every batch, forward → loss → backward → (gradient all-reduce
 when distributed) → optimizer step, with the scheduler stepped per iteration or
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backends as _backends
-from ._array import dtype_str, namespace_of
+from ._array import dtype_name, namespace_of
 from .atomic import write_json_atomic
 from .backend import device_scope
 from .loss import CrossEntropyLoss
@@ -61,7 +61,7 @@ def model_placement(model: Module) -> tuple[Any, str | None]:
     params = model.parameters()
     if not params:
         return None, None
-    return backend_of(params[0].data), dtype_str(params[0].dtype)
+    return backend_of(params[0].data), dtype_name(params[0].dtype)
 
 
 def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = None
@@ -83,8 +83,13 @@ def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = No
     else:
         batches = loader
     params = model.parameters()
+    # the label check is read with the sums (one transfer), not once per batch
+    defer = hasattr(loss_fn, "defer_label_check")
+    deferred_before = defer and loss_fn.defer_label_check
     with device_scope(params[0].data if params else None):  # CuPy: on the model's GPU
         try:
+            if defer:
+                loss_fn.defer_label_check = True
             for x, y in batches:
                 out = model(x)
                 n = int(out.shape[0])
@@ -93,9 +98,15 @@ def evaluate(model: Module, loader: Iterable[tuple[Any, Any]], loss_fn: Any = No
                 count += n
         finally:
             model.train(was_training)
+            if defer:
+                loss_fn.defer_label_check = deferred_before
         if count == 0:
             raise ValueError("evaluate: the loader yielded no batches")
-        loss_sum, correct = read_host([loss_sum, correct])  # one transfer for the whole pass
+        flag = loss_fn.label_error() if defer else None
+        values = read_host([loss_sum, correct] + ([flag] if flag is not None else []))
+        if flag is not None:
+            loss_fn.raise_label_error(bool(values.pop()))
+        loss_sum, correct = values  # one transfer for the whole pass
     return {"loss": loss_sum / count, "acc": int(correct) / count, "n": int(count)}
 
 
@@ -223,23 +234,25 @@ class Trainer:
             model.threads = threads  # the model splits its batches itself (nnx.parallel)
         self.threads = threads
 
-    # -- distributed hooks --------------------------------------------------
-    def _world(self) -> Any:
-        if not self.distributed:
-            return None
-        from . import distributed
+    # -- the processes it trains with ------------------------------------------
+    @property
+    def world(self) -> Any:
+        """The processes this Trainer trains with: :mod:`nnx.distributed` when
+        ``distributed``, else a one-process world whose collectives return their input
+        (the same calls either way)."""
+        if self.distributed:
+            from . import distributed
 
-        return distributed
+            return distributed
+        from .distributed._world import SINGLE_PROCESS
+
+        return SINGLE_PROCESS
 
     def _is_main(self) -> bool:
-        world = self._world()
-        return world is None or world.rank() == 0
+        return self.world.rank() == 0
 
     def _reduce_sum(self, values: list[float]) -> list[float]:
-        world = self._world()
-        if world is None or world.world_size() == 1:
-            return values
-        return [float(v) for v in world.allreduce_sum(values)]
+        return [float(v) for v in self.world.allreduce_sum(values)]
 
     # -- one step -----------------------------------------------------------
     def train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
@@ -262,7 +275,7 @@ class Trainer:
     def _train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
         out = self.model(x)
         loss = self.loss_fn(out, y)  # a 0-d array, left on the device unless read below
-        world = self._world()
+        world = self.world
         if self._multi_rank():
             # one collective: the mean loss, and whether any rank was interrupted
             loss_sum, stops = world.allreduce_sum([float(loss), float(self._stop_requested)])
@@ -273,8 +286,7 @@ class Trainer:
             self._check_finite(loss, self.epoch + 1, self.step_in_epoch)
         self.model.backward_params_only(self.loss_fn.backward())  # the data needs no gradient
         correct = correct_count(out, y, as_int=False)
-        if world is not None and world.world_size() > 1:
-            world.allreduce_gradients(self.model)
+        world.allreduce_gradients(self.model)  # the mean over ranks (one rank: as they are)
         if self.clip_grad_norm is not None:
             from .optim import clip_grad_norm_
 
@@ -358,8 +370,8 @@ class Trainer:
         part["correct"] = int(correct)
 
     def _multi_rank(self) -> bool:
-        world = self._world()
-        return world is not None and world.world_size() > 1
+        """More than one rank: each step makes one small collective (loss and stop)."""
+        return self.world.world_size() > 1
 
     def _stop_now(self) -> bool:
         """After a step: stop? Distributed, what the ranks agreed in the step's collective."""
@@ -368,10 +380,8 @@ class Trainer:
     def _agree_stop(self) -> bool:
         """At the end of an epoch: stop? Distributed, one small collective so that every
         rank decides the same (an interrupt may have reached one rank during evaluation)."""
-        if self._multi_rank():
-            self._stop_agreed = self._world().allreduce_sum(float(self._stop_requested)) > 0
-            return self._stop_agreed
-        return self._stop_requested
+        self._stop_agreed = self.world.allreduce_sum(float(self._stop_requested)) > 0
+        return self._stop_agreed
 
     def _checkpoint(self) -> Path | None:
         if self.out_dir is None or not self._is_main():
@@ -444,8 +454,8 @@ class Trainer:
             "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
             "val_loss": None, "val_acc": None,
         }
-        if self._multi_rank():  # every rank evaluates and rank 0 saves the same statistics
-            self._world().broadcast_buffers(self.model)
+        # every rank evaluates and rank 0 saves the same statistics (one rank: nothing to do)
+        self.world.broadcast_buffers(self.model)
         if val_loader is not None:
             metrics = self.evaluate(val_loader)
             record["val_loss"], record["val_acc"] = metrics["loss"], metrics["acc"]
@@ -639,4 +649,4 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
 
 
 __all__ = ["STOP_SIGNALS", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate",
-           "model_placement", "write_json_atomic"]
+           "model_placement", "read_host"]

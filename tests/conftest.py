@@ -1,4 +1,4 @@
-"""The ``backend`` and ``dtype`` fixtures of DESIGN.md §10.
+"""The ``backend`` and ``dtype`` fixtures every cross-backend test uses.
 
 ``backend`` runs a test once per backend spec (numpy, array_api_strict, torch,
 cupy), restricted by NNX_TEST_BACKENDS=numpy,torch; an unusable backend is

@@ -1,5 +1,4 @@
-"""LeakyReLU, Sigmoid, Tanh, GELU (both forms) and the Array API erf / erfc (DESIGN.md §5,
-§10, §12).
+"""LeakyReLU, Sigmoid, Tanh, GELU (both forms) and the Array API erf / erfc.
 
 Each layer runs on every backend in float32 and float64 against nnx's own NumPy float64
 run (library, device, dtype kept; inputs unmodified: ``nt.assert_matches_reference``),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
-from nnx.atomic import atomic_writer
+from nnx.atomic import atomic_writer, write_json_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
@@ -23,3 +26,19 @@ def test_an_unwritable_place_is_named_not_the_temp_file(tmp_path):
     with pytest.raises(OSError) as info, atomic_writer(target) as f:
         f.write(b"x")
     assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+
+
+def test_write_json_atomic_writes_strict_json(tmp_path):
+    path = tmp_path / "history.json"
+    write_json_atomic(path, {"epochs": [{"epoch": 1, "val_acc": 0.5}], "steps": []})
+    assert json.loads(path.read_text()) == {"epochs": [{"epoch": 1, "val_acc": 0.5}], "steps": []}
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_write_json_atomic_refuses_nan_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_text('{"old": true}')
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"loss": math.nan})  # NaN is not JSON
+    assert path.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]

@@ -1,4 +1,4 @@
-"""Backend selection, transfer and seeded initialisation (DESIGN.md §2-3)."""
+"""Backend selection, transfer and seeded initialisation."""
 
 from __future__ import annotations
 
@@ -257,3 +257,12 @@ def test_submodules_are_reachable_from_the_package():
                  env={"NNX_TEST_BACKENDS": ""})
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["load_mnist", "numpy"]
+
+
+def test_one_dtype_name_for_every_library(backend):
+    """nnx.backends.dtype_name is the one dtype-name helper; nnx's math modules use it too."""
+    from nnx import _array
+
+    assert _array.dtype_name is B.dtype_name
+    for name in ("float32", "float64", "int64", "bool"):
+        assert B.dtype_name(backend.from_numpy(np.zeros(2, name)).dtype) == name

@@ -1,8 +1,8 @@
 """Smoke test of the benchmark harness (bench/): it runs and its JSON has the fields.
 
 Never asserts on timings — only on the structure of the output, on the
-pairing of nnx with PyTorch per round, and on the seed convolution agreeing
-with nnx's.
+pairing of nnx with PyTorch per round, and on the course report's nested-loop
+convolution agreeing with nnx's.
 """
 
 from __future__ import annotations

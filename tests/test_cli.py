@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 from clitools import NNX, cli_env, nnx_cli, one_line_error, write_mnist_folder
@@ -56,6 +57,38 @@ def test_evaluate_reproduces_the_best_val_acc(tiny_run, backend):
     res = nnx_cli("evaluate", str(out / "best.safetensors"), "--backend", backend)
     assert res.returncode == 0, res.stderr
     assert f"accuracy: {best:.4f}" in res.stdout
+
+
+def test_evaluate_builds_no_trainer_and_no_optimizer(tiny_run):
+    """nnx evaluate runs nnx.evaluate on the model alone: building a Trainer or an optimizer
+    fails in this process, and the figures are still printed."""
+    out, _ = tiny_run
+    code = ("import sys, nnx.trainer, nnx.optim.optimizer\n"
+            "def refuse(self, *args, **kwargs):\n"
+            "    raise AssertionError(f'nnx evaluate built a {type(self).__name__}')\n"
+            "nnx.trainer.Trainer.__init__ = refuse\n"
+            "nnx.optim.optimizer.Optimizer.__init__ = refuse\n"
+            "from nnx.cli import main\n"
+            "sys.exit(main(['evaluate', sys.argv[1], '--backend', 'numpy', '--debug']))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(out / "best.safetensors")],
+                         capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^accuracy: 0\.\d{4}$", res.stdout, re.M), res.stdout
+
+
+def test_train_accepts_exactly_the_models_it_can_build():
+    """Every --model choice (shown in the help) builds a model, and every name the CLI can
+    build is a choice: no unreachable alias, no choice without a model."""
+    from nnx.cli import _parser
+    from nnx.models import CLI_MODELS, MODELS
+    from nnx.recipe import CHOICES
+
+    assert set(CHOICES["model"]) == set(CLI_MODELS)
+    assert all(cls in MODELS for cls, _ in CLI_MODELS.values())
+    train = _parser()._subparsers._group_actions[0].choices["train"]
+    model = next(a for a in train._actions if a.dest == "model")
+    assert tuple(model.choices) == CHOICES["model"]
+    assert "{" + ",".join(CHOICES["model"]) + "}" in train.format_help()
 
 
 def test_resume_continues_to_more_epochs(tiny_run, small_mnist, tmp_path):

@@ -1,4 +1,4 @@
-"""Gradient clipping (DESIGN.md §12): nnx.optim.clip_grad_norm_ and clip_grad_value_ against
+"""Gradient clipping: nnx.optim.clip_grad_norm_ and clip_grad_value_ against
 torch.nn.utils and against a NumPy float64 reference, on every backend in both dtypes.
 
 Reference: N = (Σ|g|^q)^(1/q) over every element of every gradient (N = max|g| for

@@ -135,6 +135,37 @@ def test_single_process_world_is_a_no_op(single_world):
         dist.allreduce_sum(nnx.asarray(np.zeros(3, np.float32), "numpy"))
 
 
+def test_the_one_process_world_has_the_interface_of_nnx_distributed(single_world):
+    """The Trainer calls the same functions on nnx.distributed and on SINGLE_PROCESS: every
+    one of the latter exists in the former with the same parameters, and returns its input
+    (or nothing) without touching the model."""
+    import inspect
+
+    one = _world.SINGLE_PROCESS
+    names = [n for n in vars(type(one)) if not n.startswith("_")]
+    assert {"rank", "world_size", "allreduce_sum", "allreduce_gradients",
+            "broadcast_buffers"} <= set(names)
+    for name in names:
+        ours = inspect.signature(getattr(one, name)).parameters
+        theirs = inspect.signature(getattr(dist, name)).parameters
+        positional = [p for p in theirs.values() if p.kind is not p.KEYWORD_ONLY]
+        assert list(ours)[:len(positional)] == [p.name for p in positional], name
+    assert (one.rank(), one.world_size(), one.local_rank()) == (0, 1, 0)
+    assert one.is_main() and not one.is_distributed() and one.barrier() is None
+    values = [2, 0.5, nnx.asarray(np.float32(1.5), "numpy")]
+    assert one.allreduce_sum(values) is values and one.allreduce_mean(values) is values
+    obj = {"epoch": 3}
+    assert one.broadcast_object(obj) is obj
+    model = common.make_model("numpy")
+    x, y = common.make_data(4)
+    common.forward_backward(model, x, y, "numpy")
+    before = [(p.data, p.grad) for p in model.parameters()]
+    one.allreduce_gradients(model)
+    one.broadcast_parameters(model)
+    one.broadcast_buffers(model)
+    assert all(p.data is d and p.grad is g for p, (d, g) in zip(model.parameters(), before))
+
+
 def test_importing_and_using_nnx_never_imports_mpi4py():
     code = ("import sys, nnx, nnx.distributed as d; d.init(); "
             "assert d.world_size() == 1 and d.rank() == 0; "

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -132,15 +133,28 @@ def test_every_timeout_interrupts_so_pytest_still_reports():
 
 def test_an_interrupted_pytest_prints_its_summary_and_report(tmp_path):
     """What `timeout -s INT` buys: pytest cut by SIGINT still prints its summary line and
-    writes its junit report (with SIGTERM it prints neither)."""
+    writes its junit report (with SIGTERM it prints neither). The signal is sent once the
+    slow test has started, however long pytest took to get there."""
+    started = tmp_path / "started"
     (tmp_path / "test_sleep.py").write_text(
-        "import time\n\ndef test_quick():\n    pass\n\ndef test_slow():\n    time.sleep(60)\n")
+        "import pathlib, time\n\ndef test_quick():\n    pass\n\ndef test_slow():\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n    time.sleep(60)\n")
     xml = tmp_path / "r.xml"
-    res = subprocess.run(["timeout", "-s", "INT", "-k", "15", "8", sys.executable, "-m", "pytest",
-                          "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env())
-    assert res.returncode == 124
-    assert "1 passed" in res.stdout and "interrupted" in res.stdout.lower(), res.stdout[-500:]
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             f"--junitxml={xml}", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env())
+    try:
+        t0 = time.monotonic()
+        while not started.exists() and proc.poll() is None and time.monotonic() - t0 < 120:
+            time.sleep(0.05)
+        assert started.exists(), "the slow test never started"
+        proc.send_signal(signal.SIGINT)  # what timeout -s INT sends when time is up
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2  # pytest's "interrupted"
+    assert "1 passed" in stdout and "interrupted" in stdout.lower(), stdout[-500:]
     assert xml.is_file()
 
 

@@ -30,13 +30,14 @@ def transfers(monkeypatch):
             return _real(self)
 
         monkeypatch.setattr(array, name, counted)
-    real_to_numpy = strict_backend.StrictBackend.to_numpy
+    # the adapter's copy to NumPy, which nnx.to_numpy and the Backend's to_numpy both call
+    real_to_numpy = strict_backend.to_numpy
 
-    def to_numpy(self, x):
+    def to_numpy(x):
         seen.append("to_numpy")
-        return real_to_numpy(self, x)
+        return real_to_numpy(x)
 
-    monkeypatch.setattr(strict_backend.StrictBackend, "to_numpy", to_numpy)
+    monkeypatch.setattr(strict_backend, "to_numpy", to_numpy)
     return seen
 
 
@@ -79,6 +80,26 @@ def test_evaluation_reads_once_per_pass(transfers):
     assert len(transfers) == 4, transfers  # per epoch: the training sums, the evaluation
 
 
+def test_nnx_evaluate_alone_reads_once(transfers):
+    rng = np.random.default_rng(0)
+    with nnx.use_backend("array_api_strict"):
+        model = nnx.models.MLP((784, 8, 10))
+    loader = DataLoader(rng.integers(0, 256, (48, 28, 28), dtype=np.uint8),
+                        rng.integers(0, 10, 48), 16, shuffle=False)
+    metrics = nnx.evaluate(model, loader)
+    assert len(transfers) == 1, transfers  # three batches, one read
+    assert metrics["n"] == 48 and isinstance(metrics["loss"], float)
+
+
+def test_a_distributed_trainer_in_a_one_process_world_still_reads_once_per_epoch(
+        transfers, monkeypatch):
+    from nnx.distributed import _world
+
+    monkeypatch.setattr(_world, "_WORLD", _world.World(initialized=True))
+    run("MLP", epochs=2, val=True, distributed=True)
+    assert len(transfers) == 4, transfers
+
+
 def test_every_n_steps_reads_every_n_steps(transfers):
     run("MLP", epochs=1, sync_every=2)
     assert len(transfers) == 3 + 1, transfers  # 6 steps: 3 reads, then the epoch's sums
@@ -101,6 +122,21 @@ def test_labels_out_of_range_are_still_refused_when_checks_are_deferred():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
         trainer.fit(DataLoader(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), labels, 16),
                     None, epochs=1)
+
+
+def test_evaluate_refuses_labels_out_of_range_after_its_one_read(transfers):
+    rng = np.random.default_rng(0)
+    with nnx.use_backend("array_api_strict"):
+        model = nnx.models.MLP((784, 8, 10))
+    labels = rng.integers(0, 10, 48)
+    labels[40] = -1  # in the last batch
+    loss_fn = nnx.CrossEntropyLoss()
+    loader = DataLoader(rng.integers(0, 256, (48, 28, 28), dtype=np.uint8), labels, 16,
+                        shuffle=False)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+        nnx.evaluate(model, loader, loss_fn)
+    assert len(transfers) == 1, transfers
+    assert loss_fn.defer_label_check is False  # the caller's setting is restored
 
 
 def test_host_backends_check_each_step_before_its_update():

@@ -1,4 +1,4 @@
-"""Initialisers (DESIGN.md §5, nnx/init.py): the spread of every ``init=`` of Linear and
+"""Initialisers (nnx/init.py): the spread of every ``init=`` of Linear and
 Conv2d measured against its formula.
 
 Tolerances come from the sampling distribution of n i.i.d. draws, written as a number

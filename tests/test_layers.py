@@ -1,5 +1,5 @@
 """Layers and the loss against independent NumPy float64 references, finite
-differences and PyTorch (DESIGN.md §3, §5, §6, §10; issue 3).
+differences and PyTorch.
 
 Every backend of the ``backend`` fixture runs in float32 and float64; each result
 is checked for library, device and dtype and the inputs for being unmodified

@@ -1,4 +1,4 @@
-"""Learning-rate schedulers (DESIGN.md §8, issue 4): the same sequences as
+"""Learning-rate schedulers StepLR, MultiStepLR, ExponentialLR: the same sequences as
 torch.optim.lr_scheduler, closed forms with no drift, validation, state."""
 
 from __future__ import annotations

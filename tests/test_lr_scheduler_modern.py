@@ -1,4 +1,4 @@
-"""The second-wave schedulers (DESIGN.md §12 "Schedulers"): CosineAnnealingLR, LinearLR,
+"""The schedulers beyond the closed forms: CosineAnnealingLR, LinearLR,
 OneCycleLR (with momentum / β₁ cycling), SequentialLR and ReduceLROnPlateau, and every
 scheduler over several parameter groups.
 

@@ -1,4 +1,4 @@
-"""Parameter, Module and Sequential (DESIGN.md §3-§4): names, state dicts, modes,
+"""Parameter, Module and Sequential: names, state dicts, modes,
 moving between backends and devices."""
 
 from __future__ import annotations

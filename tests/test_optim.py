@@ -1,4 +1,4 @@
-"""Optimizers (DESIGN.md §7, issue 4): SGD against torch.optim.SGD, MomentGD against
+"""Optimizers: SGD against torch.optim.SGD, MomentGD against
 SGD and hand-computed values, weight decay applied exactly once, validation,
 state round trips across backends, buffer placement."""
 

@@ -1,4 +1,4 @@
-"""Adam, AdamW and RMSprop (DESIGN.md §12 "Optimizers") against torch.optim and against an
+"""Adam, AdamW and RMSprop against torch.optim and against an
 independent NumPy float64 reference, on every backend in both dtypes.
 
 The reference is written from the textbook formulas (host float64), per parameter, with

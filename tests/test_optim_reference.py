@@ -1,4 +1,4 @@
-"""Optimizers against an independent NumPy float64 reference (DESIGN.md §7), without
+"""Optimizers against an independent NumPy float64 reference, without
 PyTorch: every SGD form and MomentGD on every backend, and load_state_dict leaving the
 optimizer untouched when it rejects a state.
 
@@ -7,7 +7,7 @@ weight_decay, else the optimizer's):
 
 - SGD (PyTorch's): b ← g on the first step, then b ← μb + g; d = g + μb (Nesterov),
   b (momentum) or g (μ = 0); p ← p − lr·d.
-- MomentGD (the seed report's): v ← μv − lr·g (v₀ = 0); p ← p + v.
+- MomentGD (the course report's form): v ← μv − lr·g (v₀ = 0); p ← p + v.
 """
 
 from __future__ import annotations

@@ -157,3 +157,44 @@ def test_bad_thread_counts():
         BatchSplitter(model, 1)
     with pytest.raises(ValueError, match="set_num_threads"):
         set_num_threads(0)
+
+
+class ConvHead(nnx.Module):
+    """Not a Sequential: its own forward and backward, and Module's backward_params_only."""
+
+    def __init__(self):
+        self.conv, self.act, self.flat = nnx.Conv2d(1, 3, 3, dtype="float64"), nnx.ReLU(), \
+            nnx.Flatten()
+        self.fc = nnx.Linear(3 * 12 * 12, 10, dtype="float64")
+
+    def forward(self, x):
+        return self.fc(self.flat(self.act(self.conv(x))))
+
+    def backward(self, grad_out):
+        return self.conv.backward(self.act.backward(self.flat.backward(self.fc.backward(
+            grad_out))))
+
+
+@pytest.mark.parametrize("need_input_grad", [False, True])
+def test_the_splitter_runs_any_module(need_input_grad):
+    """BatchSplitter asks each replica for backward or backward_params_only, which every
+    Module has: a model that is not a Sequential splits as well."""
+    x_host, y_host = batch(24)
+    nnx.manual_seed(0)
+    model = ConvHead()
+    loss_fn = nnx.CrossEntropyLoss()
+    loss_fn(model(x_host), y_host)
+    want_dx = nnx.to_numpy(model.backward(loss_fn.backward())).copy()
+    want = {k: nnx.to_numpy(p.grad).copy() for k, p in model.named_parameters()}
+    splitter = BatchSplitter(model, 2)
+    try:
+        loss_fn(splitter.forward(x_host), y_host)
+        dx = splitter.backward(loss_fn.backward(), need_input_grad=need_input_grad)
+    finally:
+        splitter.close()
+    if need_input_grad:
+        nt.assert_close(dx, want_dx, "float64", what="input gradient")
+    else:
+        assert dx is None
+    for k, p in model.named_parameters():
+        nt.assert_close(p.grad, want[k], "float64", what=k)

@@ -1,4 +1,4 @@
-"""Parameter groups for every optimizer (DESIGN.md §12 "Optimizers"), PyTorch's form:
+"""Parameter groups for every optimizer, PyTorch's form:
 ``SGD([{"params": [...], "weight_decay": 0.0}, {"params": [...]}], lr=0.1, momentum=0.9)``.
 
 Trajectories with per-group lr / weight_decay / momentum / betas against torch.optim with

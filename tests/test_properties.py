@@ -1,5 +1,5 @@
-"""Hypothesis property tests over random shapes, kernels, strides and paddings
-(issue 3): output shapes against the formula, and gradients against PyTorch
+"""Hypothesis property tests over random shapes, kernels, strides and paddings:
+output shapes against the formula, and gradients against PyTorch
 (float64) or, without torch, the NumPy float64 references of test_layers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Residual(block, shortcut) (DESIGN.md §4, §12): y = block(x) + shortcut(x).
+"""Residual(block, shortcut): y = block(x) + shortcut(x).
 
 Checked against a NumPy float64 computation written here and against the same
 network in PyTorch with the same weights (autograd for every gradient), by central

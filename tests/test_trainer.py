@@ -249,7 +249,7 @@ def test_without_matplotlib_training_says_how_to_get_plots(tmp_path, monkeypatch
 
 
 def test_loader_batches_follow_the_model_backend():
-    """DESIGN §9: the iterator yields arrays on the model's backend, whatever is active."""
+    """The iterator yields arrays on the model's backend, whatever is active."""
     pytest.importorskip("torch")
     nnx.manual_seed(0)
     with nnx.use_backend("torch", device="cpu"):
@@ -313,3 +313,106 @@ def test_interrupt_after_the_last_epoch_is_not_an_interruption(tmp_path):
     history = trainer.fit(train, val, epochs=2)
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     assert set(trainer.written) >= {"best.safetensors", "last.safetensors", "history.json"}
+
+
+# -- any Module, any world, one evaluation -------------------------------------------------
+
+class TwoLayer(nnx.Module):
+    """A model that is not a Sequential: its own forward and backward, and Module's
+    backward_params_only (backward, input gradient dropped)."""
+
+    def __init__(self):
+        self.flat, self.fc1, self.act, self.fc2 = (nnx.Flatten(), nnx.Linear(784, 32),
+                                                   nnx.ReLU(), nnx.Linear(32, 10))
+        self.log = []
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(self.flat(x))))
+
+    def backward(self, grad_out):
+        self.log.append("backward")
+        return self.flat.backward(self.fc1.backward(self.act.backward(self.fc2.backward(
+            grad_out))))
+
+
+class SkipsInputGradient(TwoLayer):
+    def backward_params_only(self, grad_out):
+        self.log.append("params_only")
+        self.fc1.backward_params_only(self.act.backward(self.fc2.backward(grad_out)))
+
+
+@pytest.mark.parametrize("cls", [TwoLayer, SkipsInputGradient])
+def test_the_trainer_trains_any_module_like_the_same_sequential(cls):
+    """The Trainer calls backward_params_only on whatever Module it trains: Module's own
+    falls back to backward; a model that overrides it has its override called."""
+    x, y = synthetic(32)
+    xb = nnx.asarray(x[:, None].astype(np.float32) / 255)
+    runs = {}
+    for name in ("sequential", "module"):
+        nnx.manual_seed(0)  # the same weights: the layers are built in the same order
+        model = (nnx.Sequential(nnx.Flatten(), nnx.Linear(784, 32), nnx.ReLU(),
+                                nnx.Linear(32, 10)) if name == "sequential" else cls())
+        trainer = nnx.Trainer(model, SGD(model, lr=0.1, momentum=0.9), progress=False,
+                              log=lambda line: None, threads=1)
+        losses = [trainer.train_step(xb, nnx.asarray(y))[0] for _ in range(3)]
+        runs[name] = (losses, [nnx.to_numpy(p.data) for p in model.parameters()], model)
+    assert runs["module"][0] == pytest.approx(runs["sequential"][0], rel=1e-6)
+    for a, b in zip(runs["module"][1], runs["sequential"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    want = "backward" if cls is TwoLayer else "params_only"
+    assert runs["module"][2].log == [want] * 3
+
+
+def test_a_trainer_not_distributed_trains_alone_even_in_an_mpi_world(tmp_path, monkeypatch):
+    """Without distributed=True the Trainer is rank 0 of a one-process world, whatever MPI
+    says: it writes its files and makes no collective call."""
+    from nnx.distributed import _world
+
+    # rank 1 of 2 with no communicator: a collective, or a rank test, would show
+    monkeypatch.setattr(_world, "_WORLD", _world.World(initialized=True, rank=1, size=2))
+    trainer, train, val = make_run(tmp_path)
+    assert trainer.world is _world.SINGLE_PROCESS
+    history = trainer.fit(train, val, epochs=2)
+    assert len(history["epochs"]) == 2
+    assert {"best.safetensors", "last.safetensors", "history.json"} <= {
+        p.name for p in tmp_path.iterdir()}
+
+
+def test_a_distributed_trainer_in_a_one_process_world_trains_as_a_plain_one(monkeypatch):
+    from nnx.distributed import _world
+
+    monkeypatch.setattr(_world, "_WORLD", _world.World(initialized=True))
+    plain, train, val = make_run()
+    plain.fit(train, val, epochs=2)
+    distributed, train, val = make_run()
+    distributed.distributed = True
+    assert distributed.world is nnx.distributed
+    distributed.fit(train, val, epochs=2)
+    def figures(history):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]]
+
+    assert figures(distributed.history) == figures(plain.history)
+    assert distributed.history["steps"] == plain.history["steps"]
+    for k, v in params(plain.model).items():
+        np.testing.assert_array_equal(params(distributed.model)[k], v, err_msg=k)
+
+
+def test_one_evaluation_function(monkeypatch):
+    """nnx.evaluate is the Trainer's evaluation: Trainer.evaluate calls it with the model and
+    the evaluation loss, and returns what it returns."""
+    import nnx.trainer as trainer_module
+
+    assert nnx.evaluate is trainer_module.evaluate
+    trainer, train, val = make_run()
+    direct = nnx.evaluate(trainer.model, val)
+    assert set(direct) == {"loss", "acc", "n"} and direct["n"] == 40
+    assert trainer.evaluate(val) == direct
+    seen = []
+
+    def spy(model, loader, loss_fn=None):
+        seen.append((model, loader, loss_fn))
+        return {"loss": 1.0, "acc": 0.5, "n": 2}
+
+    monkeypatch.setattr(trainer_module, "evaluate", spy)
+    assert trainer.evaluate(val) == {"loss": 1.0, "acc": 0.5, "n": 2}
+    assert seen == [(trainer.model, val, trainer.eval_loss_fn)]

@@ -1,4 +1,4 @@
-"""Trainer records (DESIGN.md §9): which epoch is ``best``, the validation figures over a
+"""Trainer records: which epoch is ``best``, the validation figures over a
 partial last batch, an infinite loss as divergence, and each epoch's lr under a
 per-step schedule."""
 

@@ -1,7 +1,7 @@
-"""A short training run gives the same parameters on every backend (DESIGN.md §10,
-issue 4): an MLP on synthetic data, 50 steps, fixed seed, SGD with momentum and
-weight decay (layer-level on the weights, the optimizer's on the biases) and a
-MultiStepLR schedule."""
+"""A short training run gives the same parameters on every backend: an MLP on
+synthetic data, 50 steps, fixed seed, SGD with momentum and weight decay
+(layer-level on the weights, the optimizer's on the biases) and a MultiStepLR
+schedule."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._array import device, dtype_str, namespace_of
+from .._array import device, dtype_name, namespace_of
 from ..functional.augment import normalize, random_crop, random_flip
 
 
@@ -73,7 +73,7 @@ class Normalize(Transform):
         if x.ndim != 4 or x.shape[1] != len(self.mean):
             raise ValueError(f"{self!r}: expected images (B, {len(self.mean)}, H, W), got shape "
                              f"{tuple(x.shape)}")
-        key = (type(x), str(device(x)), dtype_str(x.dtype))
+        key = (type(x), str(device(x)), dtype_name(x.dtype))
         if key not in self._constants:  # made once per place, not per batch
             self._constants[key] = tuple(
                 xp.asarray(list(v), dtype=x.dtype, device=device(x)) for v in (self.mean, self.std))

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._env import env_flag
+
 logger = logging.getLogger("nnx")
 
 INSTALL_HINT = "pip install 'nnx-array[mpi]'"
@@ -46,18 +48,85 @@ class World:
 _WORLD = World()
 
 
+class SingleProcessWorld:
+    """A world of one process with the interface of :mod:`nnx.distributed`'s functions:
+    rank 0 of 1, collectives that return their input and change nothing.
+
+    :class:`nnx.Trainer` trains in it unless ``distributed=True``, even when an MPI
+    launcher started the process (each process then trains alone), so the Trainer calls
+    its collectives the same way in both cases. Nothing here touches MPI.
+    """
+
+    @staticmethod
+    def rank() -> int:
+        return 0
+
+    @staticmethod
+    def world_size() -> int:
+        return 1
+
+    @staticmethod
+    def local_rank() -> int:
+        return 0
+
+    @staticmethod
+    def is_main() -> bool:
+        return True
+
+    @staticmethod
+    def is_distributed() -> bool:
+        return False
+
+    @staticmethod
+    def barrier() -> None:
+        """Nothing to wait for."""
+
+    @staticmethod
+    def allreduce_sum(value: Any) -> Any:
+        """``value`` itself: the sum over one rank."""
+        return value
+
+    @staticmethod
+    def allreduce_mean(value: Any) -> Any:
+        """``value`` itself: the mean over one rank."""
+        return value
+
+    @staticmethod
+    def allreduce_gradients(model: Any, **kwargs: Any) -> None:
+        """The gradients are already the average over one rank."""
+
+    @staticmethod
+    def broadcast_parameters(model: Any, root: int = 0, **kwargs: Any) -> None:
+        """Every rank already holds rank 0's parameters."""
+
+    @staticmethod
+    def broadcast_buffers(model: Any, root: int = 0, **kwargs: Any) -> None:
+        """Every rank already holds rank 0's buffers."""
+
+    @staticmethod
+    def broadcast_object(obj: Any, root: int = 0) -> Any:
+        """``obj`` itself."""
+        return obj
+
+    def __repr__(self) -> str:
+        return "SingleProcessWorld()"
+
+
+#: The one-process world the Trainer uses when it is not distributed.
+SINGLE_PROCESS = SingleProcessWorld()
+
+
 def launched_under_mpi(environ: Mapping[str, str] | None = None) -> bool:
     """True when an MPI launcher started this process.
 
     ``NNX_DISTRIBUTED=1`` forces True (launchers this does not recognise),
-    ``NNX_DISTRIBUTED=0`` forces False (ignore MPI even under mpiexec).
+    ``NNX_DISTRIBUTED=0`` forces False (ignore MPI even under mpiexec); any other
+    value than a yes/no word (:func:`nnx._env.env_flag`) is a ValueError.
     """
     environ = os.environ if environ is None else environ
-    forced = environ.get(FORCE_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
+    forced = env_flag(FORCE_ENV, environ=environ)
+    if forced is not None:
+        return forced
     return any(environ.get(k) for k in LAUNCH_VARS)
 
 

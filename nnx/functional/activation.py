@@ -72,8 +72,8 @@ def _poly(coeffs: tuple[float, ...], t: Any) -> Any:
 
 def _erf_parts(xp: Any, x: Any) -> tuple[Any, Any, Any, Any, Any]:
     """The pieces :func:`erf` and :func:`erfc` assemble: |x|, x clamped to the small
-    interval and P/Q there (the series is x + x·P/Q), P1/Q1 about 1 and erfc(|x|) of the tail (each on |x| clamped
-    to its interval)."""
+    interval and P/Q there (the series is x + x·P/Q), P1/Q1 about 1 and erfc(|x|) of the
+    tail (each on |x| clamped to its interval)."""
     a = xp.abs(x)
     xs = xp.clip(x, -_SMALL, _SMALL)
     z = xs * xs

@@ -1,4 +1,4 @@
-"""Affine map Y = XW + b (W stored as (in_dim, out_dim), as in the seed report)."""
+"""Affine map Y = XW + b (W stored as (in_dim, out_dim), as in the course report)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The layers of DESIGN.md §5 (NCHW at every public boundary; an empty batch is refused
-with a ValueError naming the layer and the input shape, as CrossEntropyLoss refuses one)."""
+"""The layers: images are NCHW at every public boundary; an empty batch is refused with a
+ValueError naming the layer and the input shape, as CrossEntropyLoss refuses one."""
 
 from .activation import GELU, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .conv import Conv2d

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import dtype_str, namespace_of, shape_str
+from .._array import dtype_name, namespace_of, shape_str
 from ..backend import resolve_backend
 from ..backends import Backend
 from ..module import Module, check_same_namespace
@@ -74,12 +74,12 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
     if ref is not None and x.dtype == ref.dtype:
         return xp  # parameters are always floating
     if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{layer!r}: input must be float32 or float64, got {dtype_str(x.dtype)} "
+        raise TypeError(f"{layer!r}: input must be float32 or float64, got {dtype_name(x.dtype)} "
                         f"(shape {shape_str(x.shape)}); cast it, e.g. nnx.asarray(x, dtype='float32')")
     if ref is not None and x.dtype != ref.dtype:
-        raise TypeError(f"{layer!r}: input dtype {dtype_str(x.dtype)} does not match the "
-                        f"parameters' {dtype_str(ref.dtype)}; cast the input or use "
-                        f"model.to(dtype={dtype_str(x.dtype)!r})")
+        raise TypeError(f"{layer!r}: input dtype {dtype_name(x.dtype)} does not match the "
+                        f"parameters' {dtype_name(ref.dtype)}; cast the input or use "
+                        f"model.to(dtype={dtype_name(x.dtype)!r})")
     return xp
 
 

@@ -25,7 +25,7 @@ class Linear(Module):
     ``bias`` b (out_dim,). Backward: dW = XᵀG, db = Σ_batch G, dX = GWᵀ.
 
     ``weight_decay`` (λ) is stored on the weight Parameter only (not the bias, as
-    in the seed report); the optimizer adds λW to its gradient exactly once.
+    in the course report); the optimizer adds λW to its gradient exactly once.
     Initialisation: PyTorch's default, W and b ~ U(±1/√in_dim).
     """
 

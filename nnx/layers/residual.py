@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._array import dtype_str, shape_str
+from .._array import dtype_name, shape_str
 from ..module import Module
 
 
@@ -55,9 +55,9 @@ class Residual(Module):
                 f"{shape_str(s.shape)} (input of shape {shape_str(x.shape)})")
         if y.dtype != s.dtype:
             raise TypeError(
-                f"{self._name()}: block output dtype {dtype_str(y.dtype)} does not match "
+                f"{self._name()}: block output dtype {dtype_name(y.dtype)} does not match "
                 f"{'the input' if self.shortcut is None else 'shortcut output'} dtype "
-                f"{dtype_str(s.dtype)}")
+                f"{dtype_name(s.dtype)}")
         self._cache_out_shape = tuple(int(n) for n in y.shape) if self.training else None
         return y + s  # a new array: neither branch's output (maybe kept for backward) changes
 

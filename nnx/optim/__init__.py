@@ -1,5 +1,5 @@
-"""Optimizers: PyTorch's SGD, Adam, AdamW and RMSprop, the seed report's momentum form,
-parameter-group recipes and gradient clipping."""
+"""Optimizers: PyTorch's SGD, Adam, AdamW and RMSprop, the course report's momentum form
+(MomentGD), parameter-group recipes and gradient clipping."""
 
 from .adam import Adam, AdamW
 from .clip import clip_grad_norm_, clip_grad_value_

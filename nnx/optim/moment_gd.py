@@ -1,4 +1,4 @@
-"""Momentum gradient descent in the seed report's form."""
+"""Momentum gradient descent in the course report's form (the velocity carries lr)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .optimizer import Optimizer, Params, check_momentum, check_weight_decay
 
 
 class MomentGD(Optimizer):
-    """The seed report's momentum: the velocity carries the learning rate.
+    """Momentum in the course report's form: the velocity carries the learning rate.
 
         v ← μ·v − lr·(∇ + λp)      (v starts at 0)
         p ← p + v

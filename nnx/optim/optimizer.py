@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import backends as _backends
-from .._array import array_namespace, dtype_str
+from .._array import array_namespace, dtype_name
 from ..module import Module, Parameter, as_parameter_list, backend_of
 
 Params = Module | Iterable[Parameter] | Iterable[Mapping[str, Any]]
@@ -185,7 +185,7 @@ class Optimizer:
                 for key, value in st.items():
                     if not _same_place(value, p.data):
                         st[key] = _backends.asarray(value, backend_of(p.data),
-                                                    dtype=dtype_str(p.dtype), copy=True)
+                                                    dtype=dtype_name(p.dtype), copy=True)
                 self._update(array_namespace(p.data, p.grad), p, st, group)
         self.step_count += 1
 
@@ -336,7 +336,7 @@ class Optimizer:
         for p, arrays in zip(self.params, per_param):
             # the parameter's backend, device and dtype (a float64 state may resume a
             # float32 model: a float64 buffer would fail or upcast in the in-place update)
-            new_state.append({k: _backends.asarray(v, backend_of(p.data), dtype=dtype_str(p.dtype),
+            new_state.append({k: _backends.asarray(v, backend_of(p.data), dtype=dtype_name(p.dtype),
                                                    copy=True) for k, v in arrays.items()})
         for group, settings in zip(self.param_groups, groups):
             group.update(settings)
