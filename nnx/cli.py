@@ -326,6 +326,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = ck.build_model("numpy")
     meta = {"nnx_checkpoint": path.name, "classes": json.dumps(list(spec.classes)),
             "model_config": json.dumps(ck.meta.get("model_config"))}
+    out.parent.mkdir(parents=True, exist_ok=True)  # as nnx train --out does
     export_onnx(model, out, spec.shape, normalize=spec.normalize, opset=args.opset, metadata=meta)
     dims = ", ".join(map(str, spec.shape))
     norm = "normalised in the graph" if spec.normalize is not None else "no normalisation"
@@ -370,8 +371,10 @@ def _abort_other_ranks(args: argparse.Namespace | None, message: str) -> None:
     """Distributed, end every rank (the others would wait forever in a collective)."""
     if getattr(args, "distributed", False):
         from . import distributed
+        from .distributed import _world
 
-        if distributed.world_size() > 1:
+        # the world as it stands: starting MPI here could fail again (a bad NNX_DISTRIBUTED)
+        if _world._WORLD.initialized and _world._WORLD.size > 1:
             distributed.abort(message)
 
 

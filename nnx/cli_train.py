@@ -306,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             trainer.fit(train, val, epochs=epochs)
         except KeyboardInterrupt as exc:
-            return _interrupted(say, exc, trainer, folder, world)
+            return _interrupted(say, exc, trainer, folder, world, args.backend)
         for s in (signal.SIGINT, signal.SIGTERM):  # finished: a late signal must not say otherwise
             signal.signal(s, signal.SIG_IGN)  # (nnx.cli.main restores the handlers it found)
         say(f"done in {time.perf_counter() - t0:.1f} s{_best_line(trainer, folder, checkpoint)}"
@@ -322,7 +322,7 @@ def _wrote(folder: Path, names: list[str]) -> str:
 
 
 def _interrupted(say: Any, exc: KeyboardInterrupt, trainer: Any, folder: Path | None,
-                 world: int) -> int:
+                 world: int, backend: str | None = None) -> int:
     """Tell what was saved and how to resume; the exit status of the signal (130 or 143)."""
     from .trainer import TrainingInterrupted
 
@@ -337,6 +337,8 @@ def _interrupted(say: Any, exc: KeyboardInterrupt, trainer: Any, folder: Path | 
     if folder is not None and (folder / "last.safetensors").is_file():
         launch = f"mpiexec -n {world} " if world > 1 else ""
         tail = " --distributed" if world > 1 else ""
+        if backend:  # chosen by --backend: the resumed run must not fall back to auto
+            tail += f" --backend {shlex.quote(backend)}"
         say(f"resume with: {launch}nnx train --resume --out {shlex.quote(str(folder))}{tail}")
     return 143 if trainer.stop_signal == signal.SIGTERM else 130
 

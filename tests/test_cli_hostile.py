@@ -79,12 +79,23 @@ def test_a_signal_the_process_ignores_stays_ignored(data, tmp_path):
     assert "epoch 3/3" in stdout
 
 
-def test_the_resume_hint_is_quoted_for_the_shell(data, tmp_path):
+def test_the_resume_hint_is_quoted_for_the_shell_and_keeps_the_backend(data, tmp_path):
     out = tmp_path / "my run"
     proc = nnx_start("train", *QUICK, "--data", str(data), "--epochs", "500", "--out", str(out))
     wait_for_line(proc, "epoch 1/500")
     stdout, _ = interrupt(proc)
-    assert f"resume with: nnx train --resume --out '{out}'" in stdout
+    # --backend was given: resuming without it would fall back to auto (another device)
+    assert f"resume with: nnx train --resume --out '{out}' --backend numpy\n" in stdout
+
+
+def test_a_bad_nnx_distributed_value_is_one_line(data, tmp_path):
+    res = nnx_cli("train", *QUICK, "--data", str(data), "--epochs", "1", "--distributed",
+                  "--out", str(tmp_path / "run"), env={"NNX_DISTRIBUTED": "maybe"})
+    assert res.returncode == 1
+    assert one_line_error(res) == (
+        "nnx train: error: environment variable NNX_DISTRIBUTED='maybe' is not a yes/no value; "
+        "use 1, true, yes, on or 0, false, no, off")
+    assert not (tmp_path / "run").exists()
 
 
 # -- checkpoints from elsewhere ------------------------------------------------------------------

@@ -73,7 +73,8 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
         check_batch(layer, x)
     if ref is not None and x.dtype == ref.dtype:
         return xp  # parameters are always floating
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not xp.isdtype(x.dtype, "real floating") or dtype_name(x.dtype) not in ("float32",
+                                                                                 "float64"):
         raise TypeError(f"{layer!r}: input must be float32 or float64, got {dtype_name(x.dtype)} "
                         f"(shape {shape_str(x.shape)}); cast it, e.g. nnx.asarray(x, dtype='float32')")
     if ref is not None and x.dtype != ref.dtype:

@@ -8,7 +8,7 @@ from .. import init as _init
 from .._array import shape_str
 from ..backends import Backend
 from ..functional import conv2d_backward, conv2d_forward, conv_output_size
-from ..module import Module, Parameter
+from ..module import Module, Parameter, backend_of
 from ._common import (
     backend_arg,
     check_dtype_arg,
@@ -18,6 +18,32 @@ from ._common import (
     pair,
     positive_int,
 )
+
+
+def launch_bound(x: Any) -> bool:
+    """Whether ``x`` lives on an accelerator backend (CuPy, PyTorch on CUDA), where every
+    array operation is a kernel launch: the convolution and pooling kernels then take
+    their variants with the fewest operations (``few_ops``); on host backends (NumPy,
+    array-api-strict, PyTorch on the CPU) the ones with the fewest passes over memory.
+    Both give the same numbers."""
+    key = (type(x), getattr(x, "device", None))
+    try:
+        return _LAUNCH_BOUND[key]
+    except (KeyError, TypeError):  # not seen yet, or a device that cannot be a key
+        pass
+    try:
+        found = not backend_of(x).is_host
+    except TypeError:  # an array type nnx has no backend for: treated as host memory
+        found = False
+    try:
+        _LAUNCH_BOUND[key] = found
+    except TypeError:
+        pass
+    return found
+
+
+#: launch_bound by (array type, device): it runs at every convolution and pooling call
+_LAUNCH_BOUND: dict[tuple[type, Any], bool] = {}
 
 
 class Conv2d(Module):
@@ -75,7 +101,7 @@ class Conv2d(Module):
                              f"padding, smaller than the kernel {self.kernel_size[0]}x"
                              f"{self.kernel_size[1]}")
         out, cache = conv2d_forward(xp, x, w, None if self.bias is None else self.bias.data,
-                                    self.stride, self.padding)
+                                    self.stride, self.padding, few_ops=launch_bound(x))
         self._cache = cache if self.training else None
         self._cache_out_shape = tuple(out.shape) if self.training else None
         return out

@@ -12,6 +12,7 @@ from ..functional import (
     max_pool2d_forward,
 )
 from ..module import Module
+from . import conv as _conv
 from ._common import check_grad_shape, check_input, missing_cache, pair
 
 
@@ -47,7 +48,8 @@ class MaxPool2d(Module):
         if h < self.kernel_size[0] or w < self.kernel_size[1]:
             raise ValueError(f"{self!r}: input of shape {shape_str(x.shape)} is smaller than "
                              f"the kernel {self.kernel_size[0]}x{self.kernel_size[1]}")
-        out, cache = max_pool2d_forward(xp, x, self.kernel_size, self.stride, self.padding)
+        out, cache = max_pool2d_forward(xp, x, self.kernel_size, self.stride, self.padding,
+                                        few_ops=_conv.launch_bound(x))
         self._cache = cache if self.training else None
         self._cache_out_shape = tuple(out.shape) if self.training else None
         return out

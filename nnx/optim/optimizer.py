@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import backends as _backends
-from .._array import array_namespace, dtype_name
+from .._array import array_namespace, device, dtype_name
 from ..module import Module, Parameter, as_parameter_list, backend_of
 
 Params = Module | Iterable[Parameter] | Iterable[Mapping[str, Any]]
@@ -178,16 +178,26 @@ class Optimizer:
         model was moved) is moved (copied) there first.
         """
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[self._index[id(p)]]
-                for key, value in st.items():
-                    if not _same_place(value, p.data):
-                        st[key] = _backends.asarray(value, backend_of(p.data),
-                                                    dtype=dtype_name(p.dtype), copy=True)
-                self._update(array_namespace(p.data, p.grad), p, st, group)
+            self._step_group(group)
         self.step_count += 1
+
+    def _rehome(self, p: Parameter) -> dict[str, Any]:
+        """``p``'s state, each array moved to ``p``'s library, device and dtype if needed."""
+        st = self.state[self._index[id(p)]]
+        for key, value in st.items():
+            if not _same_place(value, p.data):
+                st[key] = _backends.asarray(value, backend_of(p.data),
+                                            dtype=dtype_name(p.dtype), copy=True)
+        return st
+
+    def _step_group(self, group: Mapping[str, Any]) -> None:
+        """One update of every parameter of ``group`` that has a gradient (subclasses may
+        update a whole group at once, e.g. through :class:`FlatGroup`)."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            st = self._rehome(p)
+            self._update(array_namespace(p.data, p.grad), p, st, group)
 
     def _update(self, xp: Any, p: Parameter, state: dict[str, Any],
                 group: Mapping[str, Any]) -> None:
@@ -347,6 +357,120 @@ class Optimizer:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         groups = f", {len(self.param_groups)} groups" if len(self.param_groups) > 1 else ""
         return f"{type(self).__name__}(lr={self.lr}, {hp}{groups})"
+
+
+class FlatGroup:
+    """A parameter group's parameters, and state arrays of one slot, as views of 1-D arrays,
+    so that an update is a few long vector operations for all of them.
+
+    ``data`` holds every parameter end to end and each ``p.data`` is rebound to a view of
+    it (its shape, dtype and device); the slot's array (a momentum buffer) likewise, each
+    parameter's ``state[slot]`` a view of it. The per-parameter arrays stay what they were
+    to everyone else: layers read ``p.data``, ``state_dict()`` and ``buffers`` list each
+    parameter's own array, and writing into one of them writes into the flat one.
+
+    :meth:`matches` says whether the group still is this one: the same Parameters in the
+    same order, each ``p.data`` (and each ``state[slot]``) still the view installed here.
+    Whatever rebinds one of them (``model.to``, ``load_state_dict`` of the model or the
+    optimizer, a state moved to another device, a user) makes the owner build a new one
+    from the current arrays (a copy). On libraries whose in-place operators return a new
+    array (immutable arrays) :meth:`set_data` / :meth:`set_slot` install fresh views.
+    """
+
+    def __init__(self, xp: Any, params: list[Parameter], states: list[dict[str, Any]],
+                 slot: str | None) -> None:
+        self.xp = xp
+        self.params = tuple(params)
+        self.shapes = [tuple(p.data.shape) for p in params]
+        self.bounds = [0]
+        for shape in self.shapes:
+            self.bounds.append(self.bounds[-1] + math.prod(shape))
+        self.slot = slot
+        self.data = xp.concat([xp.reshape(p.data, (-1,)) for p in params])
+        self.views = self._install(self.data, [p for p in params], None)
+        self.state: Any = None  # the slot's flat array, once every parameter has one
+        self.state_views: list[Any] = []
+        if slot is not None and all(slot in st for st in states):
+            self.set_slot(xp.concat([xp.reshape(st[slot], (-1,)) for st in states]), states)
+        self._decay: tuple[tuple[float, ...], Any] | None = None
+
+    @staticmethod
+    def usable(params: list[Parameter], states: list[dict[str, Any]], slot: str | None) -> bool:
+        """Whether ``params`` can be flattened now: two or more, every one with a gradient,
+        all of one library, device and dtype (gradients too), no array shared by two
+        parameters, and the slot's state on all of them or on none."""
+        if len(params) < 2:
+            return False
+        ref = params[0].data
+        seen = set()
+        for p in params:
+            if p.grad is None or not (_same_place(p.data, ref) and _same_place(p.grad, ref)):
+                return False
+            seen.add(id(p.data))
+        if len(seen) != len(params):
+            return False
+        if slot is not None:
+            have = [slot in st for st in states]
+            if any(have) and not all(have):
+                return False
+        return True
+
+    def matches(self, params: list[Parameter], states: list[dict[str, Any]]) -> bool:
+        """Whether ``params`` (with ``states``) still are this group's, as installed here."""
+        if len(params) != len(self.params):
+            return False
+        for p, q, view in zip(params, self.params, self.views):
+            if p is not q or p.data is not view:
+                return False
+        if self.slot is None:
+            return True
+        if self.state is None:
+            return not any(self.slot in st for st in states)
+        return all(st.get(self.slot) is view for st, view in zip(states, self.state_views))
+
+    def _install(self, flat: Any, params: list[Parameter] | None,
+                 states: list[dict[str, Any]] | None) -> list[Any]:
+        xp, b = self.xp, self.bounds
+        views = [xp.reshape(flat[b[i]:b[i + 1]], shape) for i, shape in enumerate(self.shapes)]
+        for i, view in enumerate(views):
+            if params is not None:
+                params[i].data = view
+            if states is not None:
+                states[i][self.slot] = view
+        return views
+
+    def grad(self) -> Any:
+        """Every parameter's gradient, end to end (a new array)."""
+        xp = self.xp
+        return xp.concat([xp.reshape(p.grad, (-1,)) for p in self.params])
+
+    def add_decay(self, g: Any, decays: tuple[float, ...]) -> Any:
+        """g + λ·data, λ each parameter's weight decay (a scalar when they agree)."""
+        if all(lam == 0.0 for lam in decays):
+            return g
+        if all(lam == decays[0] for lam in decays):
+            g += decays[0] * self.data
+            return g
+        if self._decay is None or self._decay[0] != decays:
+            xp, b = self.xp, self.bounds
+            dev = device(self.data)
+            self._decay = (decays, xp.concat([
+                xp.full((b[i + 1] - b[i],), lam, dtype=self.data.dtype, device=dev)
+                for i, lam in enumerate(decays)]))
+        g += self._decay[1] * self.data
+        return g
+
+    def set_data(self, new: Any) -> None:
+        """Record ``new`` as the flat parameters (the result of an in-place update)."""
+        if new is not self.data:  # immutable arrays: views of the new array
+            self.data = new
+            self.views = self._install(new, list(self.params), None)
+
+    def set_slot(self, new: Any, states: list[dict[str, Any]]) -> None:
+        """Record ``new`` as the slot's flat array, ``states`` the parameters' state dicts."""
+        if new is not self.state:
+            self.state = new
+            self.state_views = self._install(new, None, states)
 
 
 def _as_groups(params: Params, owner: str) -> list[dict[str, Any]]:
