@@ -43,8 +43,9 @@ def _create(name: str, device: Any) -> Backend:
 def set_backend(name: str, device: Any = None) -> Backend:
     """Make ``name`` the process-wide default backend and return it.
 
-    ``name`` is ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` or
-    ``"auto"`` (CuPy when a CUDA device answers, else NumPy; it logs which).
+    ``name`` is one of ``nnx.backends.KNOWN_BACKENDS`` (``"numpy"``,
+    ``"array_api_strict"``, ``"torch"``, ``"cupy"``, ``"jax"``) or ``"auto"`` (CuPy when a
+    CUDA device answers, else NumPy; it logs which).
     Raises :class:`BackendUnavailableError` with the reason and the fix when the
     backend cannot run here; only ``"auto"`` falls back.
     """
