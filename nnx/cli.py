@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                  "report's momentum form (MomentGD); adam, adamw, rmsprop: PyTorch's (their lr and "
                  "weight decay default to PyTorch's: 1e-3 / 0, 1e-3 / 1e-2, 1e-2 / 0)",
                  choices=CHOICES["optimizer"])
-    _recipe_flag(t, "momentum", "momentum μ (sgd, momentum, rmsprop)", type=float)
+    _recipe_flag(t, "momentum", "momentum μ (sgd, momentum, rmsprop; rmsprop's default: 0.0)",
+                 type=float)
     _recipe_flag(t, "nesterov", "Nesterov momentum (--optimizer sgd)", action="store_const",
                  const=True)
     _recipe_flag(t, "weight_decay", "weight decay λ (L2; decoupled for adamw)", type=float)

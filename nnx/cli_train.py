@@ -224,6 +224,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             else epochs
         if not isinstance(horizon, int) or horizon < 1:
             horizon = epochs
+        if meta is None and recipe["warmup_epochs"] >= epochs:
+            raise CliError(f"--warmup-epochs {recipe['warmup_epochs']}: the warm-up would take "
+                           f"the whole run of {epochs} epoch{'s' if epochs > 1 else ''} and the "
+                           "learning rate would never reach --lr; use fewer warm-up epochs or "
+                           "more --epochs")
         if recipe["scheduler"] in ("cosine", "onecycle") and epochs > horizon:
             raise CliError(f"--epochs {epochs}: the {recipe['scheduler']} schedule of "
                            f"{checkpoint} was planned for {horizon} epochs and ends there; "

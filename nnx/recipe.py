@@ -199,6 +199,9 @@ def resolve(given: dict[str, Any], saved: dict[str, Any] | None = None,
     if recipe["scheduler"] == "plateau" and recipe["scheduler_interval"] != "epoch":
         raise RecipeError("--scheduler plateau follows the validation loss once per epoch; "
                           "--scheduler-interval step does not apply")
+    if recipe["scheduler"] == "onecycle" and recipe["scheduler_interval"] != "step":
+        raise RecipeError("--scheduler onecycle rises and falls over every batch of the run (as "
+                          "PyTorch's OneCycleLR); --scheduler-interval epoch does not apply")
     for key, (decider, users) in APPLIES.items():
         if key in explicit and recipe[decider] not in users:
             if explicit[key] is False or (key == "warmup_epochs" and explicit[key] == 0):

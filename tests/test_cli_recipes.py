@@ -98,11 +98,17 @@ def test_onecycle_steps_per_batch_and_cycles_momentum(data, tmp_path):
     (("--scheduler", "onecycle", "--warmup-epochs", "1"), ("--warmup-epochs",)),
     (("--label-smoothing", "1.5"), ("--label-smoothing",)),
     (("--betas", "0.9"), ("--betas",)),
+    # the run would sit at onecycle's last, tiny lr (seen: epoch 1 at lr 2e-07)
+    (("--scheduler", "onecycle", "--scheduler-interval", "epoch"),
+     ("onecycle", "--scheduler-interval epoch does not apply")),
+    # warm-up for the whole run: lr never reaches --lr (epochs=2 in train())
+    (("--warmup-epochs", "2"), ("--warmup-epochs 2", "whole run of 2 epochs")),
 ])
 def test_bad_recipe_flags_are_one_line(data, tmp_path, args, words):
     line = one_line_error(train(data, tmp_path / "run", *args))
     for w in words:
         assert w in line, line
+    assert not (tmp_path / "run").exists()
 
 
 def test_every_optimizer_trains(data, tmp_path):
