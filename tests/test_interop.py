@@ -12,15 +12,7 @@ from nnx.interop import load_torch_state_dict, to_torch_state_dict
 
 torch = pytest.importorskip("torch", reason="torch not installed")
 tnn = torch.nn
-
-
-class TorchResidual(tnn.Module):
-    def __init__(self, block, shortcut):
-        super().__init__()
-        self.block, self.shortcut = block, shortcut
-
-    def forward(self, x):
-        return self.block(x) + (x if self.shortcut is None else self.shortcut(x))
+from test_models_torch import torch_resnet  # noqa: E402  (needs torch, checked above)
 
 
 def torch_lenet5():
@@ -29,25 +21,6 @@ def torch_lenet5():
         tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
         tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
         tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
-
-
-def torch_resnet8(in_channels=3, num_classes=10):
-    """ResNet-8 from torch.nn with nnx.models.ResNet's module names."""
-    def cbr(a, b, s):
-        return [tnn.Conv2d(a, b, 3, s, 1, bias=False), tnn.BatchNorm2d(b), tnn.ReLU()]
-
-    layers, c_in = cbr(in_channels, 16, 1), 16
-    for stage, c_out in enumerate((16, 32, 64)):
-        s = 2 if stage > 0 else 1
-        block = tnn.Sequential(*cbr(c_in, c_out, s), tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
-                               tnn.BatchNorm2d(c_out))
-        short = None
-        if s != 1 or c_in != c_out:
-            short = tnn.Sequential(tnn.Conv2d(c_in, c_out, 1, s, bias=False), tnn.BatchNorm2d(c_out))
-        layers.append(tnn.Sequential(TorchResidual(block, short), tnn.ReLU()))
-        c_in = c_out
-    layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, num_classes)]
-    return tnn.Sequential(*layers)
 
 
 def torch_mlp(sizes):
@@ -77,7 +50,7 @@ def randomise_torch(net, seed=0):
 
 CASES = {
     "lenet5": (torch_lenet5, lambda: nnx.models.LeNet5(), (1, 28, 28)),
-    "resnet8": (torch_resnet8, lambda: nnx.models.ResNet(8), (3, 32, 32)),
+    "resnet8": (torch_resnet, lambda: nnx.models.ResNet(8), (3, 32, 32)),
     "mlp-square": (lambda: torch_mlp((16, 16, 16, 4)), lambda: nnx.models.MLP((16, 16, 16, 4)),
                    (1, 4, 4)),
 }
@@ -142,7 +115,7 @@ def test_nnx_trained_weights_run_in_torch(tmp_path):
         opt.step()
     nnx.save(tmp_path / "r.safetensors", model)
     loaded = nnx.load_model(tmp_path / "r.safetensors")
-    net = torch_resnet8()
+    net = torch_resnet()
     net.load_state_dict(to_torch_state_dict(loaded))
     assert int(net[1].num_batches_tracked) == 3
     got, want = logits_both(net.eval(), loaded, (3, 16, 16))
@@ -221,7 +194,7 @@ def test_missing_extra_and_misshaped_keys_are_named_and_nothing_changes():
 
 def test_other_bad_inputs_are_one_line_errors():
     model = nnx.models.ResNet(8)
-    sd = randomise_torch(torch_resnet8()).state_dict()
+    sd = randomise_torch(torch_resnet()).state_dict()
     with pytest.raises(ValueError) as info:
         load_torch_state_dict(model, {f"module.{k}": v for k, v in sd.items()})
     one_line(info, "strip the 'module.' prefix")
@@ -243,7 +216,7 @@ def test_other_bad_inputs_are_one_line_errors():
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         load_torch_state_dict(model, list(sd.items()))
     with pytest.raises(TypeError, match="model must be an nnx Module"):
-        to_torch_state_dict(torch_resnet8())
+        to_torch_state_dict(torch_resnet())
 
 
 def test_numpy_arrays_are_accepted_too():
