@@ -44,13 +44,13 @@ COUNTS = {
                       "step": (11, 7)},
     ("MLP", "accelerator"): {"forward": (6, 5), "loss": (20, 18), "backward": (14, 11),
                              "step": (11, 7)},
-    ("LeNet5", "host"): {"forward": (96, 25), "loss": (20, 18), "backward": (215, 132),
+    ("LeNet5", "host"): {"forward": (96, 25), "loss": (20, 18), "backward": (213, 132),
                          "step": (17, 9)},
-    ("LeNet5", "accelerator"): {"forward": (60, 23), "loss": (20, 18), "backward": (88, 49),
+    ("LeNet5", "accelerator"): {"forward": (60, 23), "loss": (20, 18), "backward": (86, 49),
                                 "step": (17, 9)},
-    ("WideCNN", "host"): {"forward": (63, 24), "loss": (20, 18), "backward": (144, 94),
+    ("WideCNN", "host"): {"forward": (63, 24), "loss": (20, 18), "backward": (142, 94),
                           "step": (15, 9)},
-    ("WideCNN", "accelerator"): {"forward": (51, 22), "loss": (20, 18), "backward": (76, 43),
+    ("WideCNN", "accelerator"): {"forward": (51, 22), "loss": (20, 18), "backward": (74, 43),
                                  "step": (15, 9)},
 }
 
