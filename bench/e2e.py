@@ -13,6 +13,8 @@ normalised, ``F.cross_entropy``, ``torch.optim.SGD``, ``loss.item()`` per step,
 evaluation under ``no_grad`` at batch 500), with as many threads as usable cores.
 The two alternate, the order reversed every other round; the JSON has every time,
 the per-epoch seconds each reported, and medians and ratios per (model, batch).
+``--unset-openblas-env`` runs both without this machine's OpenBLAS kernel pin (see
+bench/README.md); ``blas_core`` in the JSON says which kernel NumPy's OpenBLAS ran.
 
 Without ``--data`` the data are synthetic with the full MNIST's shapes (60,000 /
 10,000 images of 28×28), so the timings hold, not the accuracies.
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import OPENBLAS_ENV_VARS
 
 TORCH_LOOP = r'''
 import json, sys, time
@@ -91,12 +95,29 @@ def synthetic_mnist(folder: Path) -> Path:
     return folder
 
 
-def run_nnx(model: str, batch: int, epochs: int, data: str, out: Path) -> dict[str, Any]:
+def child_env(unset_openblas_env: bool) -> dict[str, str]:
+    """This process's environment without NNX_BACKEND (and, if asked, without the
+    OpenBLAS kernel pins: bench/README.md, ``--unset-openblas-env``)."""
+    drop = {"NNX_BACKEND", *(OPENBLAS_ENV_VARS if unset_openblas_env else ())}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def blas_core(env: dict[str, str]) -> str | None:
+    """The kernel NumPy's OpenBLAS runs under ``env`` (as ``nnx train`` will)."""
+    code = ("from bench import machine; "
+            "print((machine.numpy_blas().get('runtime') or {}).get('corename'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], check=True)
+    core = res.stdout.strip()
+    return None if core in ("", "None") else core
+
+
+def run_nnx(model: str, batch: int, epochs: int, data: str, out: Path,
+            env: dict[str, str]) -> dict[str, Any]:
     nnx_cmd = str(Path(sys.executable).with_name("nnx"))
     cmd = [nnx_cmd, "train", "--model", model.lower(), "--batch-size", str(batch), "--epochs",
            str(epochs), "--data", data, "--out", str(out), "--overwrite", "--no-progress",
            "--backend", "numpy"]
-    env = {k: v for k, v in os.environ.items() if k != "NNX_BACKEND"}
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     wall = time.perf_counter() - t0
@@ -105,11 +126,12 @@ def run_nnx(model: str, batch: int, epochs: int, data: str, out: Path) -> dict[s
             "val_acc": history["epochs"][-1]["val_acc"], "log": res.stdout.splitlines()[-1]}
 
 
-def run_torch(model: str, batch: int, epochs: int, data: str, seed: int) -> dict[str, Any]:
+def run_torch(model: str, batch: int, epochs: int, data: str, seed: int,
+              env: dict[str, str]) -> dict[str, Any]:
     root = str(Path(__file__).resolve().parents[1])
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", TORCH_LOOP, root, model, str(batch), str(epochs),
-                          data, str(seed)], capture_output=True, text=True, check=True)
+                          data, str(seed)], capture_output=True, text=True, env=env, check=True)
     wall = time.perf_counter() - t0
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("E2E "))
     return {"wall": wall, **json.loads(line[4:])}
@@ -123,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", help="write the JSON here (default: stdout)")
+    p.add_argument("--unset-openblas-env", action="store_true",
+                   help=f"remove {' and '.join(OPENBLAS_ENV_VARS)} from both runs' environment "
+                        "(bench/README.md: the pinned kernel vs OpenBLAS's own choice)")
     args = p.parse_args(argv)
+    env = child_env(args.unset_openblas_env)
     from bench import machine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                     order = ("nnx", "torch") if r % 2 == 0 else ("torch", "nnx")
                     row: dict[str, Any] = {"round": r, "model": model, "batch": batch}
                     for impl in order:
-                        row[impl] = (run_nnx(model, batch, args.epochs, data, Path(tmp) / "run")
+                        row[impl] = (run_nnx(model, batch, args.epochs, data, Path(tmp) / "run",
+                                             env)
                                      if impl == "nnx" else
-                                     run_torch(model, batch, args.epochs, data, r))
+                                     run_torch(model, batch, args.epochs, data, r, env))
                     row["ratio"] = row["nnx"]["wall"] / row["torch"]["wall"]
                     print(f"round {r} {model} batch {batch}: nnx {row['nnx']['wall']:.1f} s, "
                           f"torch {row['torch']['wall']:.1f} s, ratio {row['ratio']:.2f}",
@@ -156,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                 "ratio_max": max(ratios), "epoch_ratio_median": statistics.median(epoch_ratio)}
     result = {"schema": "nnx-bench-e2e/1", "epochs": args.epochs,
+              "unset_openblas_env": args.unset_openblas_env, "blas_core": blas_core(env),
               "data": args.data or "synthetic (full MNIST shapes)",
               "machine": machine.describe_machine(), "rows": rows, "summary": summary}
     text = json.dumps(result, indent=1)

@@ -22,7 +22,7 @@ from bench import OPENBLAS_ENV_VARS
 ROOT = Path(__file__).resolve().parents[1]
 
 ENV_VARS = (*OPENBLAS_ENV_VARS, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "NNX_BACKEND", "CUDA_VISIBLE_DEVICES")
+            "NNX_BACKEND", "CUDA_VISIBLE_DEVICES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 PACKAGES = ("numpy", "torch", "array-api-compat", "array-api-strict", "nnx-array", "threadpoolctl",
             "cupy", "cupy-cuda12x", "cupy-cuda13x")
 

@@ -62,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="nnx.Trainer's threads: 'auto' (default; one per core on NumPy) or N "
                         "(1 = single-threaded NumPy element-wise work)")
     p.add_argument("--loop", action="store_true",
-                   help="also time the README's explicit loop on NumPy (nnx-loop/numpy): "
+                   help="also time the README's explicit loop on NumPy (nnx-loop/numpy) and the "
+                        "same with model.backward, which also returns the input's gradient "
+                        "(nnx-loop-dx/numpy): "
                         "model(x), loss, model.backward(...), opt.step() without the Trainer")
     p.add_argument("--out", help="write the JSON here (default: stdout)")
     p.add_argument("--table", action="store_true",
@@ -74,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unset-openblas-env", action="store_true",
                    help=f"remove {' and '.join(OPENBLAS_ENV_VARS)} from the child processes' "
                         "environment (this process's is left alone)")
+    p.add_argument("--fresh-malloc", action="store_true",
+                   help="leave glibc's malloc thresholds at a fresh process's (default: set "
+                        "to where a process that has loaded data settles; bench/README.md)")
     args = p.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
     for key, value in base.items():
@@ -135,6 +140,8 @@ def plan_impls(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dic
             impls.append(_nnx_impl(f"nnx/{name}", name, None, "cpu"))
             if args.loop and name == "numpy":
                 impls.append({**_nnx_impl("nnx-loop/numpy", name, None, "cpu"), "step": "loop"})
+                impls.append({**_nnx_impl("nnx-loop-dx/numpy", name, None, "cpu"),
+                              "step": "loop-dx"})
     ref_tokens = ["cpu", "cuda"] if args.torch_devices == "auto" else (
         [] if args.torch_devices == "none" else _split(args.torch_devices))
     refs = []
@@ -168,8 +175,20 @@ def _interleave(impls: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list
     return order
 
 
+#: glibc's malloc settles on these once a process has freed a large block (its mmap
+#: threshold rises to 32 MiB, the trim threshold to twice that), as every training
+#: process has after loading its data. A bench process that never did keeps mmap-ing
+#: and page-faulting its per-step buffers: PyTorch's LeNet-5 step at batch 128 measured
+#: 8-10 ms that way against 5-6 ms settled on this machine (NumPy keeps its own cache
+#: and barely changes). Both implementations' measurement processes get them.
+SETTLED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+
+
 def child_env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
+    if not args.fresh_malloc:
+        for name, value in SETTLED_MALLOC.items():
+            env.setdefault(name, value)
     if args.unset_openblas_env:
         for name in OPENBLAS_ENV_VARS:
             env.pop(name, None)

@@ -64,14 +64,21 @@ def setup_nnx(args: argparse.Namespace) -> tuple[Callable[[int], Any], Callable[
     def loop_step(i: int) -> Any:  # the README's explicit loop, no Trainer
         x, y = data[i % len(data)]
         loss = loss_fn(model(x), y)
+        model.backward_params_only(loss_fn.backward())
+        opt.step()
+        return loss
+
+    def loop_dx_step(i: int) -> Any:  # the same, with the input's gradient computed too
+        x, y = data[i % len(data)]
+        loss = loss_fn(model(x), y)
         model.backward(loss_fn.backward())
         opt.step()
         return loss
 
-    if args.step == "loop":
+    if args.step in ("loop", "loop-dx"):
         if threads != "auto":
             model.threads = threads
-        step = loop_step  # noqa: F811 - the variant asked for
+        step = loop_step if args.step == "loop" else loop_dx_step  # noqa: F811 - asked for
 
     info = {"backend": be.name, "device": str(be.device), "versions": be.versions(),
             "nnx_version": nnx.__version__, "nnx_threads": trainer.threads,
@@ -189,9 +196,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nnx-threads", default="auto", help="nnx.Trainer threads: auto or N")
-    p.add_argument("--step", choices=("trainer", "loop"), default="trainer",
-                   help="nnx: the Trainer's step, or the README's explicit loop "
-                        "(model(x), loss, model.backward(loss_fn.backward()), opt.step())")
+    p.add_argument("--step", choices=("trainer", "loop", "loop-dx"), default="trainer",
+                   help="nnx: the Trainer's step, the README's explicit loop (model(x), loss, "
+                        "model.backward_params_only(loss_fn.backward()), opt.step()), or that "
+                        "loop with model.backward, which also computes the input's gradient")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--steps and --batch must be >= 1 and --warmup >= 0")

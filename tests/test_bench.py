@@ -25,7 +25,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 def test_quick_run_writes_complete_json(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "bench", "--quick", "--models", "MLP", "--batches", "32",
-           "--rounds", "1", "--steps", "3", "--warmup", "1", "--out", str(out)]
+           "--rounds", "1", "--steps", "3", "--warmup", "1", "--loop", "--out", str(out)]
     cmd += ["--backends", "numpy,torch:cpu", "--torch", "cpu"] if HAS_TORCH else \
         ["--backends", "numpy", "--torch", "none"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -43,18 +43,22 @@ def test_quick_run_writes_complete_json(tmp_path):
                                             "weight_decay": 1e-4}
 
     impls = {r["impl"]: r for r in doc["results"]}
+    loops = {"nnx-loop/numpy", "nnx-loop-dx/numpy"}  # the README's loop, and with backward()
     expected = {"nnx/numpy", "torch/cpu", "nnx/torch-cpu"} if HAS_TORCH else {"nnx/numpy"}
-    assert set(impls) == expected
+    assert set(impls) == expected | loops
     for r in impls.values():
         assert (r["model"], r["batch"], r["errors"]) == ("MLP", 32, 0)
         assert r["median_ms"] > 0 and r["images_per_s"] > 0 and r["peak_rss_mb"] > 0
         assert r["loss_finite"] is True
         assert len(r["rounds"]) == 1 and r["rounds"][0]["steps"] == 3
     assert impls["nnx/numpy"]["torch_imported"] is False  # its RSS is nnx's alone
+    for r in impls.values():  # both sides' processes run with glibc's malloc settled
+        assert r["child_env"]["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+        assert r["child_env"]["MALLOC_TRIM_THRESHOLD_"] == str(64 << 20)
     if HAS_TORCH:
         assert impls["torch/cpu"]["torch_num_threads"] >= 1
         comps = {c["impl"]: c for c in doc["comparisons"]}
-        assert set(comps) == {"nnx/numpy", "nnx/torch-cpu"}
+        assert set(comps) == {"nnx/numpy", "nnx/torch-cpu"} | loops
         for c in comps.values():
             assert c["reference"] == "torch/cpu" and len(c["ratio_per_round"]) == 1
             assert c["ratio_median"] > 0 and c["nnx_peak_rss_mb"] > 0 and c["torch_peak_rss_mb"] > 0
@@ -62,6 +66,18 @@ def test_quick_run_writes_complete_json(tmp_path):
     seed = doc["seed_conv"]
     assert seed["output_shape"] == [8, 6, 28, 28]
     assert seed["max_abs_diff"] < 1e-4 and seed["speedup"] > 0
+
+
+def test_fresh_malloc_leaves_glibc_alone(monkeypatch):
+    from bench import run
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "123")  # the user's own setting wins
+    settled = run.child_env(run.parse_args([]))
+    assert settled["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+    assert settled["MALLOC_TRIM_THRESHOLD_"] == "123"
+    fresh = run.child_env(run.parse_args(["--fresh-malloc"]))
+    assert "MALLOC_MMAP_THRESHOLD_" not in fresh and fresh["MALLOC_TRIM_THRESHOLD_"] == "123"
 
 
 def _measure(rnd, impl, ms, rss=100.0):
