@@ -327,8 +327,18 @@ class Sequential(Module):
 
         splitter = splitter_for(self, x) if self.layers and hasattr(x, "shape") else None
         if splitter is not None:
-            return splitter.forward(x)
+            try:
+                return splitter.forward(x)
+            except (TypeError, ValueError) as split_error:
+                # the slices' checks name the slices' shapes: the whole batch's forward
+                # raises the same error with the caller's shapes
+                forget_split(self)
+                self._forward_layers(x)
+                raise split_error
         forget_split(self)
+        return self._forward_layers(x)
+
+    def _forward_layers(self, x: Any) -> Any:
         for layer in self.layers:
             x = layer(x)
         return x

@@ -20,7 +20,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._array import array_namespace
+from ._array import array_namespace, namespace_of, shape_str
 from .backends import Backend
 from .backends.cpu_threads import blas_threads, blas_threads_controllable, usable_cores
 from .module import Module, backend_of
@@ -108,13 +108,20 @@ class BatchSplitter:
             raise ValueError(f"{type(model).__name__} has {', '.join(odd)}, whose output depends on "
                              "the whole batch or on random draws; a batch cannot be split across "
                              "threads through it (use threads=1)")
-        self.model = model
+        # weakly: the module-level registry maps model -> splitter weakly by key, and a
+        # strong reference here would keep every model that ever split alive (its replicas,
+        # their activations and the pool's thread with it)
+        self._model = weakref.ref(model)
+        self._name = type(model).__name__
         self.threads = threads
         self.replicas = [replicate(model) for _ in range(threads)]
         self._params = model.parameters()
         self._replica_params = [r.parameters() for r in self.replicas]
         self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="nnx-split")
-        self.bounds: list[int] | None = None  # of the last forward, until its backward
+        weakref.finalize(model, self._pool.shutdown, wait=False)  # the thread goes with the model
+        self.bounds: list[int] | None = None  # of the last training forward
+        self._out_shape: tuple[int, ...] | None = None
+        self._namespace: Any = None
 
     def _map(self, fn: Any, *args: Any) -> list[Any]:
         """fn(i, *args) for every slice i, slices 1.. in the pool, slice 0 here."""
@@ -124,10 +131,16 @@ class BatchSplitter:
             first = _inside_split(fn, 0, *args)
             return [first] + [f.result() for f in futures]
 
+    @property
+    def model(self) -> Module:
+        model = self._model()
+        if model is None:
+            raise RuntimeError(f"the {self._name} this splitter served no longer exists")
+        return model
+
     def forward(self, x: Any) -> Any:
         n = int(x.shape[0])
         k = self.threads
-        self.bounds = [n * i // k for i in range(k + 1)]
         for params in self._replica_params:  # optimizers may rebind .data
             for q, p in zip(params, self._params):
                 q.data = p.data
@@ -135,8 +148,13 @@ class BatchSplitter:
         for replica in self.replicas:
             if replica.training != mode:
                 replica.train(mode)
+        self.bounds = [n * i // k for i in range(k + 1)]
         outs = self._map(self._forward_slice, x)
-        return array_namespace(outs[0]).concat(outs, axis=0)
+        xp = array_namespace(outs[0])
+        out = xp.concat(outs, axis=0)
+        self._out_shape = tuple(int(s) for s in out.shape)
+        self._namespace = xp
+        return out
 
     def _forward_slice(self, i: int, x: Any) -> Any:
         b = self.bounds
@@ -144,10 +162,11 @@ class BatchSplitter:
 
     def backward(self, grad: Any, need_input_grad: bool) -> Any:
         if self.bounds is None:
-            raise RuntimeError(f"{type(self.model).__name__}: backward() needs a forward() in "
-                               "training mode first")
+            raise RuntimeError(f"{self._name}: backward() needs a forward() in training mode "
+                               "first")
+        self._check_grad(grad)
+        # the bounds stay: a second backward of the same forward works as it does unsplit
         grads_in = self._map(self._backward_slice, grad, need_input_grad)
-        self.bounds = None
         for j, p in enumerate(self._params):
             grads = [params[j].grad for params in self._replica_params]
             if any(g is None for g in grads):
@@ -160,6 +179,22 @@ class BatchSplitter:
         if not need_input_grad:
             return None
         return array_namespace(grads_in[0]).concat(grads_in, axis=0)
+
+    def _check_grad(self, grad: Any) -> None:
+        """The whole gradient against the whole forward output, before it is sliced: the
+        slices' own checks would name the half-batch shapes, or not see a longer batch."""
+        expected = self._out_shape
+        try:
+            same_library = namespace_of(grad) is self._namespace
+        except TypeError:
+            same_library = False
+        if not same_library:
+            raise TypeError(f"{self._name}: backward expects an array of the forward output's "
+                            f"library, got {type(grad).__name__}")
+        if tuple(int(s) for s in grad.shape) != expected:
+            raise ValueError(f"{self._name}: backward got a gradient of shape "
+                             f"{shape_str(grad.shape)}, expected the forward output's shape "
+                             f"{shape_str(expected)}")
 
     def _backward_slice(self, i: int, grad: Any, need_input_grad: bool) -> Any:
         b = self.bounds
