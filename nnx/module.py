@@ -360,19 +360,49 @@ class Sequential(Module):
         if splitter is not None:
             return splitter.backward(grad_out, need_input_grad)
         layers = self.layers
+        tied = TiedGradients(layers)
         if need_input_grad:
             for layer in reversed(layers):
-                grad_out = layer.backward(grad_out)
+                grad_out = tied.run(layer, layer.backward, grad_out)
             return grad_out
         first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
         for layer in reversed(layers[first + 1:]):
-            grad_out = layer.backward(grad_out)
+            grad_out = tied.run(layer, layer.backward, grad_out)
         if first < len(layers):
-            layers[first].backward_params_only(grad_out)
+            tied.run(layers[first], layers[first].backward_params_only, grad_out)
         return None
 
     def backward_params_only(self, grad_out: Any) -> None:
         self.backward(grad_out, need_input_grad=False)
+
+
+class TiedGradients:
+    """One backward pass through ``parts`` (modules) in which some Parameters are held by
+    more than one part (tied weights): dL/dθ = Σ over the parts that use θ of their share.
+
+    Each part's backward overwrites its parameters' ``.grad`` (the Module contract), so
+    :meth:`run` adds back the shares of the parts that ran before it in this pass. With no
+    tied Parameter, :meth:`run` only calls ``fn``."""
+
+    def __init__(self, parts: Iterable[Module]) -> None:
+        uses: dict[int, int] = {}
+        for part in parts:
+            for p in part.parameters():  # each part's own list holds a Parameter once
+                uses[id(p)] = uses.get(id(p), 0) + 1
+        self.tied = {key for key, n in uses.items() if n > 1}
+        self._so_far: dict[int, Any] = {}  # id(Parameter) -> its summed gradient so far
+
+    def run(self, part: Module, fn: Any, *args: Any) -> Any:
+        if not self.tied:
+            return fn(*args)
+        params = [p for p in part.parameters() if id(p) in self.tied]
+        out = fn(*args)
+        for p in params:
+            before = self._so_far.get(id(p))
+            if before is not None and p.grad is not before:  # this part set its share
+                p.grad = before if p.grad is None else before + p.grad  # a new array
+            self._so_far[id(p)] = p.grad
+        return out
 
 
 def check_same_namespace(layer: Module, x: Any, ref: Any) -> Any:

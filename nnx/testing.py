@@ -183,8 +183,9 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
 
     Uses the scalar L = Σ module(x) ⊙ R for a fixed random R, and checks dL/dx
     and dL/dθ for every parameter θ (values, and that each gradient is a float64
-    array of the module's library and device). The module must hold float64 parameters;
-    ``x`` may be a host NumPy array or an array of the module's backend.
+    array of the module's library and device); dL/dθ also as left by
+    ``module.backward_params_only`` (the training path, which returns None). The module
+    must hold float64 parameters; ``x`` may be a host NumPy array or an array of the module's backend.
     Raises AssertionError naming the first gradient that disagrees.
     """
     params = list(module.named_parameters())
@@ -211,6 +212,18 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
         if p.grad is not None:
             check_placement(p.grad, r_be, "float64", f"gradcheck: {name}.grad of {module!r}")
             analytic[name] = _backends.to_numpy(p.grad)
+    # the training path too: backward_params_only must leave the same parameter gradients
+    params_only: dict[str, np.ndarray] = {}
+    if params:
+        for _, p in params:
+            p.grad = None
+        forward(x_host)
+        returned = module.backward_params_only(r_be)
+        if returned is not None:
+            raise AssertionError(f"gradcheck: {module!r}.backward_params_only returned "
+                                 f"{type(returned).__name__}, not None")
+        params_only = {name: _backends.to_numpy(p.grad) for name, p in params
+                       if p.grad is not None}
 
     def loss_of_input(xh: np.ndarray) -> float:
         return float(np.sum(_backends.to_numpy(forward(xh)) * r))
@@ -232,6 +245,13 @@ def gradcheck(module: Any, x: Any, eps: float = 1e-6, rtol: float = 1e-5, atol: 
             raise AssertionError(f"gradcheck: {name} has no gradient after backward")
         np.testing.assert_allclose(analytic[name], num, rtol=rtol, atol=atol,
                                    err_msg=f"gradcheck: d/d{name} of {module!r}")
+        if name != "input":
+            if name not in params_only:
+                raise AssertionError(f"gradcheck: {name} has no gradient after "
+                                     "backward_params_only")
+            np.testing.assert_allclose(params_only[name], num, rtol=rtol, atol=atol,
+                                       err_msg=f"gradcheck: d/d{name} of {module!r} by "
+                                               "backward_params_only")
 
 
 def _place(x: Any) -> Backend:

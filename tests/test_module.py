@@ -403,6 +403,46 @@ def test_shared_parameter_is_listed_once_and_updated_once():
     np.testing.assert_allclose(nnx.to_numpy(a.weight.data), before - 0.5)
 
 
+def tied_model():
+    """Linear layers 0 and 2 share one weight (and a float64 head): dL/dW sums both uses."""
+    a = nnx.Linear(4, 4, dtype="float64")
+    b = nnx.Linear(4, 4, dtype="float64")
+    b.weight = a.weight
+    return nnx.Sequential(a, nnx.Tanh(), b, nnx.Tanh(), nnx.Linear(4, 2, dtype="float64"))
+
+
+def test_tied_weights_get_the_sum_of_their_uses(backend, rng):
+    model = tied_model()
+    nt.gradcheck(model, rng.standard_normal((5, 4)))  # backward and backward_params_only
+    # and across calls the contract holds: a second pass overwrites, it does not add
+    x = nnx.asarray(rng.standard_normal((5, 4)), dtype="float64")
+    g = nnx.asarray(rng.standard_normal((5, 2)), dtype="float64")
+    model(x)
+    model.backward(g)
+    first = nnx.to_numpy(model.layers[0].weight.grad).copy()
+    model(x)
+    model.backward(g)
+    np.testing.assert_array_equal(nnx.to_numpy(model.layers[0].weight.grad), first)
+
+
+def test_tied_weights_between_residual_branches(rng):
+    block = nnx.Sequential(nnx.Linear(3, 3, dtype="float64"), nnx.Tanh())
+    shortcut = nnx.Linear(3, 3, dtype="float64")
+    shortcut.weight = block.layers[0].weight
+    nt.gradcheck(nnx.Residual(block, shortcut), rng.standard_normal((4, 3)))
+
+
+def test_gradcheck_catches_a_wrong_backward_params_only():
+    class Halved(nnx.Linear):
+        def backward_params_only(self, grad_out):
+            super().backward_params_only(grad_out)
+            self.weight.grad = self.weight.grad / 2
+
+    layer = Halved(3, 2, dtype="float64")
+    with pytest.raises(AssertionError, match="by backward_params_only"):
+        nt.gradcheck(layer, np.random.default_rng(0).standard_normal((4, 3)))
+
+
 def test_load_state_dict_names_a_non_array_value():
     model = nnx.Sequential(nnx.Linear(2, 2))
     sd = {"0.weight": [[1.0, 2.0], [3.0, 4.0]], "0.bias": model.state_dict()["0.bias"]}

@@ -265,3 +265,26 @@ def test_a_split_forward_names_the_callers_shapes_in_its_errors():
         model(x[:, 0])
     with pytest.raises(TypeError, match=r"got uint8 \(shape \(96, 1, 14, 14\)\)"):
         model(x.astype(np.uint8))
+
+
+def test_tied_weights_split_across_threads_as_in_one_pass():
+    def tied_cnn():
+        nnx.manual_seed(0)
+        a = nnx.Conv2d(1, 1, 3, padding=1, dtype="float64")
+        b = nnx.Conv2d(1, 1, 3, padding=1, dtype="float64")
+        b.weight = a.weight
+        return nnx.Sequential(a, nnx.Tanh(), b, nnx.Tanh(), nnx.Flatten(),
+                              nnx.Linear(14 * 14, 10, dtype="float64"))
+
+    x, y = batch(96)
+    loss_fn = nnx.CrossEntropyLoss()
+    grads = []
+    for threads in (1, 3):
+        model = tied_cnn()
+        model.threads = threads
+        loss_fn(model(x), y)
+        assert (active_splitter(model) is not None) == (threads > 1)
+        model.backward_params_only(loss_fn.backward())
+        grads.append({k: nnx.to_numpy(p.grad).copy() for k, p in model.named_parameters()})
+    for k in grads[0]:
+        nt.assert_close(grads[1][k], grads[0][k], "float64", what=k)

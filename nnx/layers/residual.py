@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._array import dtype_name, shape_str
-from ..module import Module
+from ..module import Module, TiedGradients
 
 
 class Residual(Module):
@@ -75,15 +75,17 @@ class Residual(Module):
 
     def backward(self, grad_out: Any) -> Any:
         self._check_backward(grad_out)
-        dx = self.block.backward(grad_out)
         if self.shortcut is None:
-            return dx + grad_out
-        return dx + self.shortcut.backward(grad_out)
+            return self.block.backward(grad_out) + grad_out
+        tied = TiedGradients((self.block, self.shortcut))  # a Parameter both branches hold
+        dx = tied.run(self.block, self.block.backward, grad_out)
+        return dx + tied.run(self.shortcut, self.shortcut.backward, grad_out)
 
     def backward_params_only(self, grad_out: Any) -> None:
         """Set the parameter gradients of both branches; no d(loss)/d(input) is computed
         (a branch without parameters is skipped)."""
         self._check_backward(grad_out)
-        for branch in (self.block, self.shortcut):
-            if branch is not None and branch.parameters():
-                branch.backward_params_only(grad_out)
+        branches = [b for b in (self.block, self.shortcut) if b is not None and b.parameters()]
+        tied = TiedGradients(branches)
+        for branch in branches:
+            tied.run(branch, branch.backward_params_only, grad_out)
