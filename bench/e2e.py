@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -112,35 +113,70 @@ def blas_core(env: dict[str, str]) -> str | None:
     return None if core in ("", "None") else core
 
 
+MODELS = ("MLP", "LeNet5", "WideCNN")
+
+
+class ChildFailed(RuntimeError):
+    """A timed run exited with an error; the message ends with what it printed last."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C: stop and report the rows measured so far."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def _run(what: str, cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run ``cmd``; (wall seconds, stdout), or ChildFailed with the end of its stderr. On
+    Ctrl-C or SIGTERM the child is killed (subprocess.run does it) before this returns."""
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        tail = "\n".join((res.stderr.strip() or res.stdout.strip() or "(no output)")
+                         .splitlines()[-5:])
+        raise ChildFailed(f"{what} exited with status {res.returncode}:\n{tail}")
+    return wall, res.stdout
+
+
 def run_nnx(model: str, batch: int, epochs: int, data: str, out: Path,
             env: dict[str, str]) -> dict[str, Any]:
     nnx_cmd = str(Path(sys.executable).with_name("nnx"))
     cmd = [nnx_cmd, "train", "--model", model.lower(), "--batch-size", str(batch), "--epochs",
            str(epochs), "--data", data, "--out", str(out), "--overwrite", "--no-progress",
            "--backend", "numpy"]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    wall = time.perf_counter() - t0
+    wall, stdout = _run(f"nnx train ({model}, batch {batch})", cmd, env)
     history = json.loads((out / "history.json").read_text())
     return {"wall": wall, "epoch_seconds": [e["seconds"] for e in history["epochs"]],
-            "val_acc": history["epochs"][-1]["val_acc"], "log": res.stdout.splitlines()[-1]}
+            "val_acc": history["epochs"][-1]["val_acc"], "log": stdout.splitlines()[-1]}
 
 
 def run_torch(model: str, batch: int, epochs: int, data: str, seed: int,
               env: dict[str, str]) -> dict[str, Any]:
     root = str(Path(__file__).resolve().parents[1])
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", TORCH_LOOP, root, model, str(batch), str(epochs),
-                          data, str(seed)], capture_output=True, text=True, env=env, check=True)
-    wall = time.perf_counter() - t0
-    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("E2E "))
+    cmd = [sys.executable, "-c", TORCH_LOOP, root, model, str(batch), str(epochs), data,
+           str(seed)]
+    wall, stdout = _run(f"the PyTorch loop ({model}, batch {batch})", cmd, env)
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("E2E "))
     return {"wall": wall, **json.loads(line[4:])}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _positive_ints(p: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        p.error(f"{flag}: a comma list of positive ints, got {text!r}")
+    if not values or min(values) < 1:
+        p.error(f"{flag}: a comma list of positive ints, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench e2e", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="the full MNIST folder (default: synthetic data of its shape)")
-    p.add_argument("--models", default="MLP,LeNet5,WideCNN")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     p.add_argument("--batches", default="64,128")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
@@ -149,43 +185,90 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"remove {' and '.join(OPENBLAS_ENV_VARS)} from both runs' environment "
                         "(bench/README.md: the pinned kernel vs OpenBLAS's own choice)")
     args = p.parse_args(argv)
+    args.models = args.models.split(",")
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(MODELS)}")
+    args.batches = _positive_ints(p, "--batches", args.batches)
+    for flag, value in (("--epochs", args.epochs), ("--rounds", args.rounds)):
+        if value < 1:
+            p.error(f"{flag} must be >= 1, got {value}")
+    if args.data is not None and not Path(args.data).is_dir():
+        p.error(f"--data: {args.data} is not a folder (the MNIST files' folder)")
+    if args.out is not None:
+        out = Path(args.out)
+        try:  # fail now, not after the whole run
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.touch()
+        except OSError as e:
+            p.error(f"--out: cannot write {out}: {e.strerror or e}")
+    return args
+
+
+def measure(args: argparse.Namespace, env: dict[str, str], data: str, tmp: Path,
+            rows: list[dict[str, Any]]) -> None:
+    """Every (round, model, batch), nnx and PyTorch alternating; appends to ``rows``."""
+    for r in range(args.rounds):
+        for model in args.models:
+            for batch in args.batches:
+                order = ("nnx", "torch") if r % 2 == 0 else ("torch", "nnx")
+                row: dict[str, Any] = {"round": r, "model": model, "batch": batch}
+                for impl in order:
+                    row[impl] = (run_nnx(model, batch, args.epochs, data, tmp / "run", env)
+                                 if impl == "nnx" else
+                                 run_torch(model, batch, args.epochs, data, r, env))
+                row["ratio"] = row["nnx"]["wall"] / row["torch"]["wall"]
+                print(f"round {r} {model} batch {batch}: nnx {row['nnx']['wall']:.1f} s, "
+                      f"torch {row['torch']['wall']:.1f} s, ratio {row['ratio']:.2f}",
+                      file=sys.stderr, flush=True)
+                rows.append(row)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = {}
+    for key in dict.fromkeys(f"{r['model']} batch {r['batch']}" for r in rows):
+        sel = [r for r in rows if f"{r['model']} batch {r['batch']}" == key]
+        ratios = [r["ratio"] for r in sel]
+        epoch_ratio = [statistics.median(r["nnx"]["epoch_seconds"]) /
+                       statistics.median(r["torch"]["epoch_seconds"]) for r in sel]
+        summary[key] = {
+            "nnx_wall_median": statistics.median(r["nnx"]["wall"] for r in sel),
+            "torch_wall_median": statistics.median(r["torch"]["wall"] for r in sel),
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "epoch_ratio_median": statistics.median(epoch_ratio)}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     env = child_env(args.unset_openblas_env)
     from bench import machine
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = args.data or str(synthetic_mnist(Path(tmp) / "mnist"))
-        rows = []
-        for r in range(args.rounds):
-            for model in args.models.split(","):
-                for batch in (int(b) for b in args.batches.split(",")):
-                    order = ("nnx", "torch") if r % 2 == 0 else ("torch", "nnx")
-                    row: dict[str, Any] = {"round": r, "model": model, "batch": batch}
-                    for impl in order:
-                        row[impl] = (run_nnx(model, batch, args.epochs, data, Path(tmp) / "run",
-                                             env)
-                                     if impl == "nnx" else
-                                     run_torch(model, batch, args.epochs, data, r, env))
-                    row["ratio"] = row["nnx"]["wall"] / row["torch"]["wall"]
-                    print(f"round {r} {model} batch {batch}: nnx {row['nnx']['wall']:.1f} s, "
-                          f"torch {row['torch']['wall']:.1f} s, ratio {row['ratio']:.2f}",
-                          file=sys.stderr, flush=True)
-                    rows.append(row)
-    summary = {}
-    for model in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            sel = [r for r in rows if r["model"] == model and r["batch"] == batch]
-            ratios = [r["ratio"] for r in sel]
-            epoch_ratio = [statistics.median(r["nnx"]["epoch_seconds"]) /
-                           statistics.median(r["torch"]["epoch_seconds"]) for r in sel]
-            summary[f"{model} batch {batch}"] = {
-                "nnx_wall_median": statistics.median(r["nnx"]["wall"] for r in sel),
-                "torch_wall_median": statistics.median(r["torch"]["wall"] for r in sel),
-                "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-                "ratio_max": max(ratios), "epoch_ratio_median": statistics.median(epoch_ratio)}
+    desc = machine.describe_machine()  # before the runs: load_average_start means that
+    rows: list[dict[str, Any]] = []
+    stopped = failed = None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = args.data or str(synthetic_mnist(Path(tmp) / "mnist"))
+            measure(args, env, data, Path(tmp), rows)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        stopped = str(exc) or type(exc).__name__
+        print(f"bench e2e: interrupted ({stopped}); reporting the {len(rows)} rows done",
+              file=sys.stderr)
+    except ChildFailed as exc:
+        failed = str(exc)
+        print(f"bench e2e: {failed}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    desc["load_average_end"] = machine.load_average()
+    summary = summarise(rows)
     result = {"schema": "nnx-bench-e2e/1", "epochs": args.epochs,
               "unset_openblas_env": args.unset_openblas_env, "blas_core": blas_core(env),
               "data": args.data or "synthetic (full MNIST shapes)",
-              "machine": machine.describe_machine(), "rows": rows, "summary": summary}
+              "machine": desc, "rows": rows, "summary": summary,
+              "interrupted": stopped, "failed": failed}
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -195,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: nnx/torch end to end {s['ratio_median']:.2f} "
               f"({s['ratio_min']:.2f}-{s['ratio_max']:.2f}), per epoch "
               f"{s['epoch_ratio_median']:.2f}", file=sys.stderr)
-    return 0
+    return 2 if stopped else 1 if failed else 0
 
 
 if __name__ == "__main__":

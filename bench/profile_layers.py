@@ -27,12 +27,14 @@ import nnx
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default="LeNet5",
-                   choices=["MLP", "LeNet5", "WideCNN", "ConvNet", "ResNet"])
+                   choices=["MLP", "LeNet5", "WideCNN", "ConvNet"])  # 1×28×28 inputs
     p.add_argument("batch", nargs="?", type=int, default=128)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--torch", action="store_true",
                    help="profile PyTorch's own model instead (one thread, torch.profiler)")
     args = p.parse_args()
+    if args.batch < 1 or args.steps < 1:
+        p.error("batch and --steps must be >= 1")
     if args.torch:
         return profile_torch(args.model, args.batch, args.steps)
     nnx.set_backend("numpy")

@@ -94,6 +94,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--batches must be integers, got {args.batches!r}")
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0 or any(b < 1 for b in args.batches):
         p.error("--rounds, --steps and batch sizes must be >= 1, --warmup >= 0")
+    if args.max_time <= 0 or args.timeout <= 0:
+        p.error("--max-time and --timeout must be > 0 seconds")
+    if args.nnx_threads != "auto" and (not args.nnx_threads.isdigit() or int(args.nnx_threads) < 1):
+        p.error(f"--nnx-threads must be 'auto' or an int >= 1, got {args.nnx_threads!r}")
+    if args.torch_devices not in ("auto", "none"):
+        odd = [d for d in _split(args.torch_devices) if d not in ("cpu", "cuda")]
+        if odd:
+            p.error(f"--torch: devices are cpu and cuda (or auto, none), got {', '.join(odd)}")
+    if args.loop and args.backends != "auto" and "numpy" not in _split(args.backends):
+        p.error("--loop times the explicit loop on the numpy backend: add numpy to --backends")
     return args
 
 
@@ -338,7 +348,7 @@ def build_document(args: argparse.Namespace) -> dict[str, Any]:
             "optimizer": {"type": "SGD", "lr": args.lr, "momentum": 0.9,
                           "weight_decay": args.weight_decay},
             "loss": "cross-entropy", "dtype": "float32",
-            "unset_openblas_env": args.unset_openblas_env,
+            "unset_openblas_env": args.unset_openblas_env, "fresh_malloc": args.fresh_malloc,
             "command": " ".join(["python -m bench", *sys.argv[1:]]),
         },
         "skipped": skipped,

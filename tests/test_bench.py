@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(ROOT))
@@ -100,3 +102,43 @@ def test_report_pairs_rounds_and_takes_medians():
     assert c["nnx_median_ms"] == 4.0 and c["torch_median_ms"] == 2.0
     assert c["nnx_peak_rss_mb"] == 60.0 and c["torch_peak_rss_mb"] == 210.0
     assert abs(c["rss_ratio"] - 60.0 / 210.0) < 1e-12
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--models", "Nope"], "--models: unknown 'Nope'"),
+    (["--batches", "64,x"], "--batches: a comma list of positive ints"),
+    (["--batches", "0"], "--batches: a comma list of positive ints"),
+    (["--rounds", "0"], "--rounds must be >= 1"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--data", "/nonexistent/mnist"], "--data: /nonexistent/mnist is not a folder"),
+])
+def test_e2e_refuses_bad_arguments_before_running_anything(argv, message, capsys):
+    from bench import e2e
+
+    with pytest.raises(SystemExit) as exc:
+        e2e.parse_args(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_e2e_makes_the_out_folder_first(tmp_path):
+    from bench import e2e
+
+    out = tmp_path / "new" / "e2e.json"
+    args = e2e.parse_args(["--out", str(out), "--models", "MLP,LeNet5", "--batches", "64,128"])
+    assert out.parent.is_dir() and args.models == ["MLP", "LeNet5"] and args.batches == [64, 128]
+
+
+def test_e2e_summary_takes_medians_of_rounds():
+    from bench import e2e
+
+    def row(r, nnx_wall, torch_wall, nnx_epochs, torch_epochs):
+        return {"round": r, "model": "MLP", "batch": 64, "ratio": nnx_wall / torch_wall,
+                "nnx": {"wall": nnx_wall, "epoch_seconds": nnx_epochs},
+                "torch": {"wall": torch_wall, "epoch_seconds": torch_epochs}}
+
+    rows = [row(0, 4.0, 5.0, [1.0, 3.0], [1.0, 1.0]), row(1, 6.0, 5.0, [2.0, 2.0], [4.0, 4.0]),
+            row(2, 5.0, 5.0, [1.0, 1.0], [1.0, 1.0])]
+    s = e2e.summarise(rows)["MLP batch 64"]
+    assert (s["ratio_median"], s["ratio_min"], s["ratio_max"]) == (1.0, 0.8, 1.2)
+    assert s["epoch_ratio_median"] == 1.0  # per round 2.0, 0.5, 1.0
+    assert s["nnx_wall_median"] == 5.0 and s["torch_wall_median"] == 5.0
