@@ -5,9 +5,9 @@ configuration and prints one JSON document: images/s for a fixed global batch
 (default 128, split evenly over the ranks), numpy backend, SGD with momentum,
 synthetic 1×28×28 inputs. Configurations (ranks × BLAS threads per rank):
 
-- 1×1: one process, one thread (the per-core baseline);
-- 1×N: one process using every core through BLAS threads (the fair single-process
-  competitor on this machine);
+- 1×1: one process, one BLAS thread and no batch split (the per-core baseline);
+- 1×N: one process using every core, through BLAS threads and the batch split across
+  threads (what one process does by default: the fair single-process competitor);
 - 2×(N/2): two ranks sharing the same cores.
 
 ``--worker`` runs one configuration (called by the launcher, under mpiexec).
@@ -28,17 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def worker(global_batch: int, steps: int, warmup: int) -> dict:
+def worker(global_batch: int, steps: int, warmup: int, single_thread: bool) -> dict:
     """Train WideCNN for ``warmup`` + ``steps`` steps on this rank; rank 0 returns figures."""
     import numpy as np
 
     import nnx
     import nnx.distributed as dist
+    import nnx.parallel
 
     dist.init()
     local = dist.local_batch_size(global_batch)
     nnx.manual_seed(0)
     model = nnx.models.WideCNN(backend="numpy")
+    if single_thread:  # no batch split across threads either: one core's worth
+        model.threads = 1
     dist.broadcast_parameters(model)
     opt = nnx.optim.SGD(model, lr=0.01, momentum=0.9)
     loss_fn = nnx.CrossEntropyLoss()
@@ -49,7 +52,7 @@ def worker(global_batch: int, steps: int, warmup: int) -> dict:
 
     def step() -> float:
         loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.backward_params_only(loss_fn.backward())  # the README's training step
         t = time.perf_counter()
         dist.allreduce_gradients(model)
         spent = time.perf_counter() - t
@@ -68,6 +71,8 @@ def worker(global_batch: int, steps: int, warmup: int) -> dict:
     return {
         "ranks": dist.world_size(),
         "threads_per_rank": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "batch_split_threads": nnx.parallel.auto_threads(model, local)
+        if model.threads is None else model.threads,
         "global_batch": global_batch,
         "local_batch": local,
         "steps": steps,
@@ -88,7 +93,8 @@ def launch(ranks: int, threads: int, args: argparse.Namespace) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cmd = mpiexec_command(ranks, [sys.executable, __file__, "--worker",
                                   "--global-batch", str(args.global_batch),
-                                  "--steps", str(args.steps), "--warmup", str(args.warmup)])
+                                  "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                          + (["--single-thread"] if (ranks, threads) == (1, 1) else []))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
@@ -103,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--single-thread", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        result = worker(args.global_batch, args.steps, args.warmup)
+        result = worker(args.global_batch, args.steps, args.warmup, args.single_thread)
         import nnx.distributed as dist
 
         if dist.is_main():

@@ -15,6 +15,7 @@ gets it: ``nnx.Trainer`` and a plain ``model(x)`` … ``model.backward(g)`` loop
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,8 @@ MIN_PER_THREAD = 32
 
 
 def auto_threads(model: Module, batch_size: int | None = None) -> int:
-    """Threads worth using for ``model``: one per usable core on a backend that
+    """Threads worth using for ``model``: one per usable core (shared out among the ranks
+    of a distributed world on this machine) on a backend that
     declares ``threads_split_batches`` (NumPy) when
     its BLAS thread count can be controlled and the model has convolutions and no layer
     that cannot be split (:func:`splittable`), else 1;
@@ -53,10 +55,20 @@ def auto_threads(model: Module, batch_size: int | None = None) -> int:
 
     if not any(isinstance(m, Conv2d) for m in model.modules()) or not splittable(model):
         return 1
-    n = usable_cores()
+    n = usable_cores() // local_ranks()  # ranks on one machine share its cores
     if batch_size is not None:
         n = min(n, batch_size // MIN_PER_THREAD)
     return max(1, n)
+
+
+def local_ranks() -> int:
+    """Ranks of this process's initialised distributed world that run on this machine (1
+    without one); MPI is never imported for the question."""
+    world_module = sys.modules.get("nnx.distributed._world")
+    world = getattr(world_module, "_WORLD", None)
+    if world is None or not world.initialized:
+        return 1
+    return max(1, int(world.local_size))
 
 
 def splittable(model: Module) -> bool:

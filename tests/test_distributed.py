@@ -427,7 +427,8 @@ def test_broadcast_buffers_gives_every_rank_rank_0s_running_statistics(tmp_path)
 @pytest.mark.parametrize("hand", [None, "NNX_BLAS_THREADS", "OPENBLAS_NUM_THREADS"])
 def test_ranks_on_one_machine_split_its_cores(tmp_path, hand):
     """Without a thread count set by hand each rank runs usable cores ÷ ranks BLAS threads;
-    NNX_BLAS_THREADS sets nnx's count, a BLAS library's own variable is left to BLAS."""
+    NNX_BLAS_THREADS sets nnx's count, a BLAS library's own variable is left to BLAS. A
+    model's automatic batch split shares the cores out the same way."""
     from nnx.backends.cpu_threads import THREAD_ENV
 
     env = {k: v for k, v in _clean_env().items() if k not in THREAD_ENV}
@@ -444,3 +445,4 @@ def test_ranks_on_one_machine_split_its_cores(tmp_path, hand):
         if hand == "OPENBLAS_NUM_THREADS" and got["cores"] < 2:
             pytest.skip("needs 2 cores to tell BLAS's own count from nnx's")
         assert got["blas"] == (max(1, got["cores"] // NPROCS) if hand is None else want), got
+        assert got["split"] == max(1, got["cores"] // NPROCS), got  # batch-split threads too
