@@ -131,10 +131,15 @@ def resolve_backend(backend: str | Backend | None, device: Any = None) -> Backen
 
 
 def to_numpy(x: Any) -> Any:
-    """A host NumPy array with the values of ``x`` (an array of any backend).
+    """A host NumPy array with the values of ``x`` (an array of any backend, or a
+    Parameter or Buffer: its ``.data``).
 
     Like ``np.asarray``, it may share memory with ``x`` when ``x`` already lives in host
     memory (a NumPy array, a CPU torch tensor); copy it before writing into it."""
+    from .module import Buffer, Parameter
+
+    if isinstance(x, (Parameter, Buffer)):
+        x = x.data
     return _backends.to_numpy(x)
 
 

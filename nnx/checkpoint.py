@@ -332,6 +332,11 @@ def save(path: str | os.PathLike[str], model: Module, optimizer: Any = None,
     """
     from . import __version__
 
+    if isinstance(path, Module) or not isinstance(model, Module):
+        what = "a Module" if isinstance(path, Module) else type(path).__name__
+        raise TypeError(f"save(path, model, ...): the path comes first, then the model (got "
+                        f"{what} as path and {type(model).__name__} as model; PyTorch's "
+                        "torch.save takes them the other way round)")
     clash = sorted(set(info) & set(_RESERVED))
     if clash:
         raise ValueError(f"save: info keys {clash} are reserved for nnx's own metadata")

@@ -762,3 +762,18 @@ def test_nnx_010_checkpoint_resumes_in_the_trainer_and_evaluates():
     out = res.stdout
     assert f"accuracy: {record['evaluate']['accuracy']:.4f}" in out, out
     assert f"loss: {record['evaluate']['loss']:.4f}" in out, out
+
+
+def test_save_in_pytorchs_argument_order_says_which_comes_first(tmp_path):
+    model = nnx.Sequential(nnx.Linear(2, 2))
+    target = tmp_path / "m.safetensors"
+    with pytest.raises(TypeError, match=r"the path comes first, then the model"):
+        nnx.save(model, target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_to_numpy_takes_a_parameter_or_buffer():
+    model = nnx.Sequential(nnx.Linear(2, 3), nnx.BatchNorm1d(3))
+    np.testing.assert_array_equal(nnx.to_numpy(model[0].weight),
+                                  nnx.to_numpy(model[0].weight.data))
+    np.testing.assert_array_equal(nnx.to_numpy(model[1].running_var), np.ones(3, np.float32))
