@@ -147,6 +147,7 @@ class RunFolder:
     lock: FolderLock | None = None
     notes: list[str] = field(default_factory=list)
     log: Callable[[str], None] | None = None
+    parent_created: bool = False    # ... and the runs/ folder above it
     _previous_latest: str | None = None
     _pointed: bool = False
     _written: bool = False
@@ -193,6 +194,9 @@ class RunFolder:
                 if self._previous_latest is not None and \
                         (link.parent / self._previous_latest).is_dir():
                     os.symlink(self._previous_latest, link, target_is_directory=True)
+        if self.parent_created:  # a refused first run leaves no empty runs/ behind
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # only when empty
 
     def __enter__(self) -> RunFolder:
         return self
@@ -233,9 +237,12 @@ def open_run_folder(out: str | None, resume: str | None, overwrite: bool) -> Run
         path = link.resolve()
     elif resume is not None:
         path = Path(resume).parent
-    else:
+    parent_created = False
+    if out is None and resume is None:
+        parent_created = not RUNS.exists()
         path, created, fresh = new_run_folder(RUNS), True, True
-    run = RunFolder(path, created=created, fresh=fresh, overwrite=overwrite)
+    run = RunFolder(path, created=created, fresh=fresh, overwrite=overwrite,
+                    parent_created=parent_created)
     try:
         try:
             run.lock = FolderLock(path, on_acquire=remove_leftover_temps).acquire()
