@@ -21,7 +21,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._array import array_namespace, namespace_of, shape_str
+from ._array import array_namespace, namespace_of
 from .backends import Backend
 from .backends.cpu_threads import blas_threads, blas_threads_controllable, usable_cores
 from .module import Module, backend_of
@@ -203,10 +203,9 @@ class BatchSplitter:
         if not same_library:
             raise TypeError(f"{self._name}: backward expects an array of the forward output's "
                             f"library, got {type(grad).__name__}")
-        if tuple(int(s) for s in grad.shape) != expected:
-            raise ValueError(f"{self._name}: backward got a gradient of shape "
-                             f"{shape_str(grad.shape)}, expected the forward output's shape "
-                             f"{shape_str(expected)}")
+        from .layers._common import check_grad_shape
+
+        check_grad_shape(self._name, grad, expected)
 
     def _backward_slice(self, i: int, grad: Any, need_input_grad: bool) -> Any:
         b = self.bounds

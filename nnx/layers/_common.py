@@ -84,11 +84,13 @@ def check_input(layer: Module, x: Any, ref: Any | None, ndim: int | tuple[int, .
     return xp
 
 
-def check_grad_shape(layer: Module, grad_out: Any, expected: Any) -> None:
-    """ValueError naming the layer when ``grad_out`` is not of the forward output's shape
-    (a broadcastable wrong shape would otherwise give silently wrong gradients)."""
+def check_grad_shape(layer: Module | str, grad_out: Any, expected: Any) -> None:
+    """ValueError naming the layer (its repr, or the name given) when ``grad_out`` is not
+    of the forward output's shape (a broadcastable wrong shape would otherwise give
+    silently wrong gradients)."""
     if tuple(int(s) for s in grad_out.shape) != tuple(int(s) for s in expected):
-        raise ValueError(f"{layer!r}: backward got a gradient of shape "
+        who = layer if isinstance(layer, str) else repr(layer)
+        raise ValueError(f"{who}: backward got a gradient of shape "
                          f"{shape_str(grad_out.shape)}, expected the forward output's shape "
                          f"{shape_str(expected)}")
 
